@@ -1,0 +1,182 @@
+"""
+Shared test helpers: a fake connection, protocols on StringTransport, and
+real processes (twistd, peers) with deadlines instead of sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from twisted_tcpchat.config import ChatConfig
+from twisted_tcpchat.interfaces import IConnection
+from twisted_tcpchat.protocol import ChatFactory, ChatProtocol
+
+#: Seconds a test waits for something on a real socket or process.  Generous:
+#: the machine is shared and noisy; a passing test never waits this long.
+DEADLINE = 30.0
+
+CLIENT = IPv4Address("TCP", "192.0.2.7", 40001)
+SERVER = IPv4Address("TCP", "192.0.2.1", 65432)
+
+
+@implementer(IConnection)
+class RecordingConnection:
+    """An IConnection that records what the logic sends, for logic tests."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+
+    def send_line(self, text: str) -> None:
+        assert isinstance(text, str), text
+        if not self.closed:
+            self.lines.append(text)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def connect(
+    config: ChatConfig | None = None,
+    *,
+    factory: ChatFactory | None = None,
+    peer: IPv4Address = CLIENT,
+    clock: Clock | None = None,
+) -> tuple[ChatProtocol, StringTransport]:
+    """A server protocol connected to a StringTransport, greeting sent."""
+    if factory is None:
+        factory = ChatFactory(config, clock=clock or Clock())
+    protocol = factory.buildProtocol(peer)
+    transport = StringTransport(hostAddress=SERVER, peerAddress=peer)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def lines_of(transport: StringTransport) -> list[str]:
+    """The lines written to a transport so far (CRLF-terminated, UTF-8)."""
+    data = transport.value()
+    assert data == b"" or data.endswith(b"\r\n"), data
+    return data.decode("utf-8").split("\r\n")[:-1]
+
+
+def messages(events: Sequence[dict[str, object]]) -> list[str]:
+    """The formatted text of captured tcpchat log events."""
+    from twisted.logger import formatEvent
+
+    return [formatEvent(e) for e in events if e.get("log_namespace") == "tcpchat"]
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
+    """Poll until C{predicate()} is true; fail naming C{what} after the deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def installed_script(name: str) -> str:
+    """The path of a console script installed beside this Python."""
+    path = Path(sys.executable).parent / name
+    assert path.exists(), f"{name} is not installed beside {sys.executable}"
+    return str(path)
+
+
+class Process:
+    """
+    A subprocess whose output (stdout and stderr together) is collected by a
+    thread, so a test can wait for a line with a deadline.
+    """
+
+    def __init__(self, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None):
+        self.argv = list(argv)
+        self.popen = subprocess.Popen(
+            self.argv,
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for raw in self.popen.stdout:
+            with self._lock:
+                self._lines.append(raw.decode("utf-8", "backslashreplace"))
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for_output(self, pattern: str, timeout: float = DEADLINE) -> re.Match[str]:
+        """Wait until the output matches C{pattern}; return the match."""
+        found: list[re.Match[str]] = []
+
+        def matched() -> bool:
+            match = re.search(pattern, self.output)
+            if match:
+                found.append(match)
+                return True
+            if self.popen.poll() is not None:
+                self._reader.join(5)
+                match = re.search(pattern, self.output)
+                if match:
+                    found.append(match)
+                    return True
+                raise AssertionError(
+                    f"{self.argv} exited ({self.popen.returncode}) before printing "
+                    f"{pattern!r}; output:\n{self.output}"
+                )
+            return False
+
+        wait_for(matched, f"{pattern!r} in the output of {self.argv}", timeout)
+        return found[0]
+
+    def wait(self, timeout: float = DEADLINE) -> int:
+        code = self.popen.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; SIGKILL if it will not go."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                return self.wait()
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+        return self.wait()
+
+
+def start_twistd(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[Process, int]:
+    """
+    Run C{twistd -n tcpchat ARGS} on a free loopback port; return the process
+    and the port it listens on (read from its log).
+    """
+    argv = [installed_script("twistd"), "-n", "--pidfile=", "tcpchat", *args]
+    if not any(a.startswith("--listen") or a.startswith("--port") for a in args):
+        argv += ["--port", "0", "--interface", "127.0.0.1"]
+    process = Process(argv, tmp_path, env)
+    match = process.wait_for_output(r"tcpchat listening on \S+:(\d+)")
+    return process, int(match.group(1))

@@ -1,0 +1,202 @@
+"""
+The twistd plugin: its options (every one, every bad value), the plugin
+registration, and the public names.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import IServiceMaker
+from twisted.internet.testing import MemoryReactor
+from twisted.plugin import getPlugins
+from twisted.trial.unittest import SynchronousTestCase
+
+import twisted_tcpchat
+from twisted_tcpchat import config, protocol, service, tap
+from twisted_tcpchat.config import DEFAULT_GREETING, ChatConfig
+from twisted_tcpchat.tap import DEFAULT_BACKLOG, Options, makeService
+
+
+def parse(*argv: str) -> Options:
+    options = Options(reactor=MemoryReactor())
+    options.parseOptions(list(argv))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def assertRefused(self, argv: list[str], message: str) -> None:
+        """The options are refused with one line that holds C{message}."""
+        with self.assertRaises(SystemExit) as e:
+            parse(*argv)
+        text = str(e.exception.code)
+        self.assertIn(message, text)
+        self.assertEqual(text.count("\n"), 0, text)
+        self.assertTrue(text.startswith("tcpchat: "), text)
+
+    def test_defaults(self) -> None:
+        """No options: port 65432 on every interface, the tutorial greeting, 'exit'."""
+        options = parse()
+        self.assertEqual(
+            options["endpoints"], [f"tcp6:65432:interface=\\:\\::backlog={DEFAULT_BACKLOG}"]
+        )
+        self.assertEqual(options["config"], ChatConfig())
+        self.assertEqual(options["config"].greeting, DEFAULT_GREETING)
+        self.assertEqual(options["config"].exit_word, "exit")
+        self.assertFalse(options["config"].once)
+
+    def test_port_and_interface(self) -> None:
+        self.assertEqual(
+            parse("--port", "4000", "--interface", "127.0.0.1")["endpoints"],
+            [f"tcp:4000:interface=127.0.0.1:backlog={DEFAULT_BACKLOG}"],
+        )
+        self.assertEqual(
+            parse("-p", "0", "-i", "::1")["endpoints"],
+            [f"tcp6:0:interface=\\:\\:1:backlog={DEFAULT_BACKLOG}"],
+        )
+
+    def test_listen_repeatable_and_replaces_default(self) -> None:
+        """--listen takes endpoint strings; with it the default listener is not added."""
+        self.assertEqual(
+            parse("--listen", "tcp:1234", "--listen", "unix:/tmp/x.sock:mode=600")["endpoints"],
+            [
+                f"tcp:1234:backlog={DEFAULT_BACKLOG}",
+                f"unix:/tmp/x.sock:mode=600:backlog={DEFAULT_BACKLOG}",
+            ],
+        )
+
+    def test_listen_plus_port(self) -> None:
+        """--port given beside --listen adds a listener of its own."""
+        self.assertEqual(
+            parse("--listen", "tcp:1234", "--port", "99", "-i", "127.0.0.1")["endpoints"],
+            [
+                f"tcp:1234:backlog={DEFAULT_BACKLOG}",
+                f"tcp:99:interface=127.0.0.1:backlog={DEFAULT_BACKLOG}",
+            ],
+        )
+
+    def test_backlog(self) -> None:
+        self.assertEqual(
+            parse("--backlog", "7", "--listen", "tcp:1", "--listen", "tcp:2:backlog=3")[
+                "endpoints"
+            ],
+            ["tcp:1:backlog=7", "tcp:2:backlog=3"],
+        )
+
+    def test_greeting_exit_word_once(self) -> None:
+        c = parse("--greeting", "hi {peer}", "--exit-word", "quit", "--once")["config"]
+        self.assertEqual((c.greeting, c.exit_word, c.once), ("hi {peer}", "quit", True))
+
+    def test_limits(self) -> None:
+        c = parse("--max-line", "100", "--max-unterminated", "1000")["config"]
+        self.assertEqual((c.max_line, c.max_unterminated), (100, 1000))
+
+    def test_bad_port(self) -> None:
+        self.assertRefused(["--port", "abc"], "--port: 'abc' is not a whole number 0 to 65535")
+        self.assertRefused(["--port", "65536"], "--port: '65536' is not a whole number 0 to 65535")
+        self.assertRefused(["--port", "-1"], "--port: '-1'")
+
+    def test_bad_backlog(self) -> None:
+        self.assertRefused(["--backlog", "0"], "--backlog: '0' is not a whole number 1 to 65535")
+
+    def test_bad_interface(self) -> None:
+        self.assertRefused(
+            ["--interface", "not an address"],
+            "--interface: 'not an address' is not an IPv4 or IPv6 address",
+        )
+
+    def test_bad_listen(self) -> None:
+        self.assertRefused(["--listen", "foo:bar"], "Unknown endpoint type: 'foo'")
+        self.assertRefused(["--listen", "tcp:notaport"], "--listen: bad endpoint 'tcp:notaport")
+
+    def test_bad_greeting(self) -> None:
+        self.assertRefused(["--greeting", "hi {nick}"], "--greeting: unknown field {nick}")
+        self.assertRefused(["--greeting", "hi {"], "--greeting: bad template")
+
+    def test_bad_exit_word(self) -> None:
+        self.assertRefused(["--exit-word", ""], "exit word: '' must be non-empty")
+        self.assertRefused(["--exit-word", " x"], "exit word: ' x'")
+        self.assertRefused(["--exit-word", "a\x1b"], "exit word:")
+
+    def test_bad_limits(self) -> None:
+        self.assertRefused(["--max-line", "0"], "--max-line: '0' is not a whole number at least 1")
+        self.assertRefused(["--max-line", "x"], "--max-line: 'x'")
+        self.assertRefused(
+            ["--max-line", "100", "--max-unterminated", "50"],
+            "--max unterminated: 50 must be at least the max line (100)",
+        )
+
+    def test_unknown_option(self) -> None:
+        self.assertRefused(["--bogus"], "option --bogus not recognized")
+
+    def test_help_documents_every_option_with_default(self) -> None:
+        """--help names every option and its default."""
+        text = str(Options())
+        for name, default in [
+            ("--port", "65432"),
+            ("--interface", "every IPv4 and IPv6 interface"),
+            ("--listen", "tcp6:65432"),
+            ("--backlog", str(DEFAULT_BACKLOG)),
+            ("--greeting", "Connect succeed"),
+            ("--exit-word", "exit"),
+            ("--once", "off"),
+            ("--max-line", "4096"),
+            ("--max-unterminated", "16384"),
+        ]:
+            self.assertIn(name, text)
+            section = text[text.index(name) : text.index(name) + 600]
+            self.assertIn("[default:", section, name)
+            self.assertIn(default, " ".join(section.split()), name)
+
+    def test_make_service(self) -> None:
+        """makeService builds a service listening where the options say."""
+        reactor = MemoryReactor()
+        options = Options(reactor=reactor)
+        options.parseOptions(["--port", "0", "--interface", "127.0.0.1", "--greeting", "yo"])
+        svc = makeService(options)
+        self.assertIsInstance(svc, service.ChatService)
+        self.assertEqual(svc.factory.server.config.greeting, "yo")
+        svc.privilegedStartService()
+        svc.startService()
+        self.assertEqual(reactor.tcpServers[0][0], 0)
+        self.assertEqual(reactor.tcpServers[0][3], "127.0.0.1")
+        self.assertEqual(reactor.tcpServers[0][2], DEFAULT_BACKLOG)
+
+
+class PluginTests(SynchronousTestCase):
+    def test_plugin_registered(self) -> None:
+        """twistd finds the tcpchat service maker, pointing at our tap module."""
+        import twisted.plugins
+
+        makers = {m.tapname: m for m in getPlugins(IServiceMaker, twisted.plugins)}
+        self.assertIn("tcpchat", makers)
+        self.assertIs(makers["tcpchat"].options, tap.Options)
+        self.assertTrue(makers["tcpchat"].description)
+
+
+class ExportTests(SynchronousTestCase):
+    def test_public_names_are_the_real_objects(self) -> None:
+        """The package re-exports the embedding API, and __all__ lists exactly it."""
+        self.assertEqual(
+            sorted(twisted_tcpchat.__all__),
+            sorted(
+                [
+                    "ChatConfig",
+                    "ChatFactory",
+                    "ChatProtocol",
+                    "ChatService",
+                    "ListenError",
+                    "__version__",
+                    "make_service",
+                ]
+            ),
+        )
+        self.assertIs(twisted_tcpchat.ChatConfig, config.ChatConfig)
+        self.assertIs(twisted_tcpchat.ChatFactory, protocol.ChatFactory)
+        self.assertIs(twisted_tcpchat.ChatProtocol, protocol.ChatProtocol)
+        self.assertIs(twisted_tcpchat.ChatService, service.ChatService)
+        self.assertIs(twisted_tcpchat.ListenError, service.ListenError)
+        self.assertIs(twisted_tcpchat.make_service, service.make_service)
+
+    def test_version_matches_metadata(self) -> None:
+        from importlib.metadata import version
+
+        self.assertEqual(twisted_tcpchat.__version__, version("twisted-tcpchat"))

@@ -1,0 +1,5 @@
+from twisted.application.service import ServiceMaker
+
+tcpchat = ServiceMaker(
+    "tcpchat", "twisted_tcpchat.tap", "A TCP chat server for nc, telnet and C clients.", "tcpchat"
+)

@@ -1,0 +1,164 @@
+"""
+The server as a Twisted service: listeners plus an orderly shutdown.
+
+L{make_service} is what a C{.tac} file or another application embeds; the
+twistd plugin (L{twisted_tcpchat.tap}) builds the same thing from options.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any, cast
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError, TimeoutError
+from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_tcpchat.config import DEFAULT_PORT, ChatConfig
+from twisted_tcpchat.protocol import ChatFactory, address_parts
+from twisted_tcpchat.server import ChatServer, Peer
+
+log = Logger(namespace="tcpchat")
+
+#: Every IPv4 and IPv6 interface: on Linux one IPv6 socket bound to :: takes
+#: IPv4 clients too (as ::ffff:a.b.c.d, shown as a.b.c.d).
+DEFAULT_LISTEN = (f"tcp6:{DEFAULT_PORT}:interface=\\:\\:",)
+
+#: Seconds a stopping server waits for clients to take the shutdown notice
+#: before it cuts them off.
+SHUTDOWN_GRACE = 1.0
+
+
+class ListenError(Exception):
+    """
+    The server cannot listen where it was told to.  Its text is one line
+    that names the address and the reason.
+    """
+
+
+def _print_listen_errors_plainly() -> None:
+    """
+    Make an uncaught L{ListenError} end the process with its one line on
+    stderr, not a traceback (twistd lets the error escape: it must, so that a
+    daemon's parent process learns of it and exits 1).
+    """
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+        if isinstance(error, ListenError):
+            print(f"tcpchat: {error}", file=sys.__stderr__)
+        else:
+            previous(kind, error, tb)
+
+    sys.excepthook = hook
+
+
+def _listen_problem(description: str, failure: Failure) -> str:
+    """One short line: what could not be listened on, and why."""
+    error = failure.value
+    if isinstance(error, CannotListenError) and isinstance(error.socketError, OSError):
+        # The port and the reason first: a daemon's parent shows only the
+        # first 100 bytes of the error.
+        why = error.socketError.strerror or str(error.socketError)
+        return f"cannot listen on port {error.port}: {why} ({description})"
+    return f"cannot listen on {description}: {failure.getErrorMessage()}"
+
+
+class ChatService(MultiService):
+    """
+    Listens on each endpoint for one L{ChatFactory}; on stop, tells every
+    client the server is shutting down and closes them all, cutting off
+    those that do not read within L{SHUTDOWN_GRACE} seconds.
+    """
+
+    def __init__(self, factory: ChatFactory, listen: Sequence[str], reactor: IReactorCore) -> None:
+        super().__init__()
+        self.factory = factory
+        self.listen = tuple(listen)
+        self._reactor = reactor
+        self.ports: list[IListeningPort] = []
+        self._listening = False
+
+    def privilegedStartService(self) -> None:
+        # Listen here, before twistd sheds privileges (-u/-g), so that a
+        # port below 1024 works.
+        self._listen_everywhere()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        # `twist` and plain embedders call only this.
+        self._listen_everywhere()
+        super().startService()
+
+    def _listen_everywhere(self) -> None:
+        if self._listening:
+            return
+        self._listening = True
+        for description in self.listen:
+            self._listen(description)
+
+    def _listen(self, description: str) -> None:
+        endpoint = serverFromString(self._reactor, description)
+        outcome: list[IListeningPort | Failure] = []
+        endpoint.listen(self.factory).addBoth(outcome.append)
+        # Endpoints for TCP, UNIX and TLS answer at once.
+        port = outcome[0] if outcome else None
+        if port is None or isinstance(port, Failure):
+            if port is None:
+                message = f"cannot listen on {description}: no answer"
+            else:
+                message = _listen_problem(description, port)
+            log.critical("tcpchat: {message}", message=message)
+            for port in self.ports:
+                port.stopListening()
+            _print_listen_errors_plainly()
+            raise ListenError(message)
+        self.ports.append(port)
+        host, number = address_parts(port.getHost())
+        log.info(
+            "tcpchat listening on {address} ({description})",
+            address=str(Peer(host, number, "")),
+            description=description,
+        )
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        stopped = [port.stopListening() for port in self.ports]
+        self.ports = []
+        self._listening = False
+        server = self.factory.server
+        server.shut_down()
+        # Wait for the clients to go, but no longer than the grace time: the
+        # reactor's own shutdown then closes whatever is left.
+        drained = server.when_empty()
+        drained.addTimeout(SHUTDOWN_GRACE, cast(IReactorTime, self._reactor))
+        drained.addErrback(lambda failure: failure.trap(TimeoutError))
+        waits = [d for d in stopped if d is not None]
+        return gatherResults([*waits, drained]).addCallback(lambda _: None)
+
+
+def make_service(
+    listen: Sequence[str] = DEFAULT_LISTEN,
+    config: ChatConfig | None = None,
+    *,
+    reactor: IReactorCore | None = None,
+) -> ChatService:
+    """
+    The chat server as a service to add to an application.
+
+    @param listen: Twisted endpoint strings to listen on
+        (C{"tcp:65432"}, C{"tcp6:65432:interface=\\:\\:"}, C{"unix:/path"}).
+    @param config: the settings (defaults: L{ChatConfig}).
+    @param reactor: the reactor to listen with (default: the global one).
+    """
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = cast(IReactorCore, default_reactor)
+    factory = ChatFactory(server=ChatServer(config), clock=cast(IReactorTime, reactor))
+    return ChatService(factory, listen, reactor)

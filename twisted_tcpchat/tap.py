@@ -1,0 +1,202 @@
+"""
+The twistd plugin's options and service: C{twistd -n tcpchat --port 65432}.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import cast
+
+from twisted.internet.endpoints import quoteStringArgument, serverFromString
+from twisted.internet.interfaces import IReactorCore
+from twisted.python import usage
+
+from twisted_tcpchat.config import DEFAULT_GREETING, DEFAULT_PORT, ChatConfig
+from twisted_tcpchat.service import ChatService, make_service
+from twisted_tcpchat.wire import GREETING_FIELDS
+
+#: Pending connections the kernel may hold; Twisted's default is 50 and
+#: ncat's 10, which loses clients that arrive in bursts.  511 is what
+#: nginx and Redis use.
+DEFAULT_BACKLOG = 511
+
+#: Endpoint types that take a backlog= argument.
+_BACKLOG_TYPES = ("tcp", "tcp6", "unix", "ssl")
+
+
+def _ipv6_available() -> bool:
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError:
+        return False
+    return True
+
+
+def tcp_description(port: int, interface: str | None, backlog: int) -> str:
+    """
+    The endpoint string for C{--port}/C{--interface}: no interface means
+    every IPv4 and IPv6 interface (IPv4 only where IPv6 is off).
+    """
+    if interface is None:
+        interface = "::" if _ipv6_available() else "0.0.0.0"  # noqa: S104
+    kind = "tcp6" if ":" in interface else "tcp"
+    return f"{kind}:{port}:interface={quoteStringArgument(interface)}:backlog={backlog}"
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """Add C{backlog=} to a listening endpoint string that takes one and lacks it."""
+    kind = description.split(":", 1)[0]
+    if kind in _BACKLOG_TYPES and ":backlog=" not in description:
+        return f"{description}:backlog={backlog}"
+    return description
+
+
+def _integer(option: str, value: str, low: int, high: int | None = None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        bounds = f"{low} to {high}" if high is not None else f"at least {low}"
+        raise usage.UsageError(f"--{option}: {value!r} is not a whole number {bounds}")
+    return number
+
+
+_FIELDS_HELP = "; ".join(f"{{{k}}}: {v}" for k, v in GREETING_FIELDS.items())
+
+
+class Options(usage.Options):
+    """Options of C{twistd tcpchat}."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "A TCP chat server: greets each client, shows every line a client sends "
+        "(who, how many bytes, what), and ends a session on the exit word. "
+        "Without --listen it listens on --port on every IPv4 and IPv6 interface."
+    )
+
+    optFlags = [
+        [
+            "once",
+            None,
+            "The tutorials' iterative server: take one message per "
+            "connection, acknowledge it, close. [default: off]",
+        ],
+    ]
+    optParameters = [
+        ["port", "p", str(DEFAULT_PORT), "TCP port to listen on (0: any free port)."],
+        [
+            "interface",
+            "i",
+            None,
+            "IPv4 or IPv6 address to listen on. [default: every IPv4 and IPv6 interface]",
+        ],
+        [
+            "backlog",
+            None,
+            str(DEFAULT_BACKLOG),
+            "Connections the kernel may queue before they are accepted.",
+        ],
+        [
+            "greeting",
+            "g",
+            DEFAULT_GREETING,
+            f"Line sent to each client on connect. May use {_FIELDS_HELP}; "
+            "{{ and }} are literal braces.",
+        ],
+        ["exit-word", None, "exit", "A line that alone ends the client's session."],
+        [
+            "max-line",
+            None,
+            "4096",
+            "Longest line accepted, in bytes; longer ones get an error line and are dropped.",
+        ],
+        [
+            "max-unterminated",
+            None,
+            "16384",
+            "Bytes without a line end before the client is disconnected.",
+        ],
+    ]
+
+    def __init__(self, reactor: IReactorCore | None = None) -> None:
+        super().__init__()
+        self["listen"] = []
+        self._reactor = reactor
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse, and turn a usage error into one line and exit status 1: twistd
+        would print its whole help page before the line that matters.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            raise SystemExit(f"tcpchat: {e} (see: twistd tcpchat --help)") from None
+
+    def opt_listen(self, description: str) -> None:
+        """Listen on a Twisted endpoint: tcp:65432, tcp6:65432:interface=\\:\\:1, unix:/run/tcpchat.sock (repeatable; with it, --port and --interface add a listener only when given). [default: tcp6:65432:interface=\\:\\:]"""  # noqa: E501
+        self["listen"].append(description)
+
+    def opt_port(self, value: str) -> None:
+        self["port"] = value
+        self._port_given = True
+
+    opt_p = opt_port
+
+    def opt_interface(self, value: str) -> None:
+        self["interface"] = value
+        self._port_given = True
+
+    opt_i = opt_interface
+
+    _port_given = False
+
+    def postOptions(self) -> None:
+        port = _integer("port", self["port"], 0, 65535)
+        interface = self["interface"]
+        if interface is not None:
+            try:
+                interface = str(ipaddress.ip_address(interface))
+            except ValueError:
+                raise usage.UsageError(
+                    f"--interface: {interface!r} is not an IPv4 or IPv6 address"
+                ) from None
+        backlog = _integer("backlog", self["backlog"], 1, 65535)
+        try:
+            self["config"] = ChatConfig(
+                greeting=self["greeting"],
+                exit_word=self["exit-word"],
+                once=bool(self["once"]),
+                max_line=_integer("max-line", self["max-line"], 1),
+                max_unterminated=_integer("max-unterminated", self["max-unterminated"], 1),
+            )
+        except ValueError as e:
+            raise usage.UsageError(f"--{e}") from None
+        listen = [with_backlog(d, backlog) for d in self["listen"]]
+        if self._port_given or not listen:
+            listen.append(tcp_description(port, interface, backlog))
+        reactor = self._get_reactor()
+        for description in listen:
+            try:
+                serverFromString(reactor, description)
+            except (ValueError, TypeError, KeyError) as e:
+                raise usage.UsageError(f"--listen: bad endpoint {description!r}: {e}") from None
+        self["endpoints"] = listen
+
+    def _get_reactor(self) -> IReactorCore:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = cast(IReactorCore, reactor)
+        return self._reactor
+
+    def getService(self) -> ChatService:
+        """The configured service (what L{makeService} returns)."""
+        return make_service(self["endpoints"], self["config"], reactor=self._get_reactor())
+
+
+def makeService(options: Options) -> ChatService:
+    """IServiceMaker API: the service twistd runs."""
+    return options.getService()
