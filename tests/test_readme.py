@@ -17,7 +17,8 @@ def readme_commands() -> list[str]:
 def test_readme_opens_with_the_two_commands() -> None:
     """The first two shell blocks: run the server; install and test."""
     run, test = readme_commands()[:2]
-    assert "\n" not in run and "\n" not in test
+    assert "\n" not in run
+    assert "\n" not in test
     assert run.endswith("twistd -n tcpchat --port 65432")
     assert "pytest" in test
 
