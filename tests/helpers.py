@@ -168,13 +168,16 @@ class Process:
 
 
 def start_twistd(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    twistd_args: Sequence[str] = (),
 ) -> tuple[Process, int]:
     """
     Run C{twistd -n tcpchat ARGS} on a free loopback port; return the process
     and the port it listens on (read from its log).
     """
-    argv = [installed_script("twistd"), "-n", "--pidfile=", "tcpchat", *args]
+    argv = [installed_script("twistd"), "-n", "--pidfile=", *twistd_args, "tcpchat", *args]
     if not any(a.startswith("--listen") or a.startswith("--port") for a in args):
         argv += ["--port", "0", "--interface", "127.0.0.1"]
     process = Process(argv, tmp_path, env)

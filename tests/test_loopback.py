@@ -5,11 +5,17 @@ The server on real loopback sockets, port 0, in this process's reactor.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest_twisted
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    UNIXClientEndpoint,
+    connectProtocol,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs
@@ -57,7 +63,7 @@ async def start(
     service = make_service([listen], ChatConfig(**config), reactor=reactor)  # type: ignore[arg-type]
     service.privilegedStartService()
     service.startService()
-    return service, service.ports[0].getHost().port
+    return service, getattr(service.ports[0].getHost(), "port", 0)
 
 
 async def dial(port: int, host: str = "127.0.0.1") -> LineClient:
@@ -104,6 +110,23 @@ async def test_dual_stack_default_takes_ipv4_and_ipv6() -> None:
         for client in (v4, v6):
             assert client.transport is not None
             client.transport.loseConnection()
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unix_socket(tmp_path: Path) -> None:
+    """--listen unix:PATH serves too; the peer shows as 'unix'."""
+    path = tmp_path / "chat.sock"
+    service, _ = await start(f"unix:{path}", greeting="hello {peer}")
+    try:
+        client = LineClient()
+        await connectProtocol(UNIXClientEndpoint(reactor, str(path)), client)
+        await eventually(lambda: client.lines == ["hello unix"], "the greeting")
+        assert client.transport is not None
+        client.transport.write(b"exit\n")
+        await client.closed
+        assert client.lines == ["hello unix", "Goodbye."]
     finally:
         await service.stopService()
 

@@ -6,6 +6,7 @@ The installed plugin as a subprocess, driven by real peers nobody here wrote
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -238,3 +239,25 @@ def test_readme_tac_runs_with_twistd_ny(tmp_path: Path) -> None:
         assert result.stdout == b"welcome 127.0.0.1 to the chat\r\nGoodbye.\r\n"
     finally:
         assert process.stop() in (0, -signal.SIGTERM)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="-u/-g need root to switch users")
+def test_uid_gid_drop_privileges_after_listening(tmp_path: Path) -> None:
+    """-u/-g: twistd listens first, then runs as that user, and still serves."""
+    tmp_path.chmod(0o755)
+    process, port = start_twistd(
+        tmp_path,
+        "--port",
+        "0",
+        "--interface",
+        "127.0.0.1",
+        twistd_args=("-u", "65534", "-g", "65534"),
+    )
+    try:
+        process.wait_for_output(r"set uid/gid 65534/65534")
+        status = Path(f"/proc/{process.popen.pid}/status").read_text()
+        assert re.search(r"^Uid:\s+65534\s", status, re.M), status
+        result = run_peer([need("nc"), "-N", "127.0.0.1", str(port)], b"as nobody\nexit\n")
+        assert result.stdout.endswith(b"Goodbye.\r\n")
+    finally:
+        process.stop()
