@@ -21,12 +21,18 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from twisted_tcpchat.config import ChatConfig
-from twisted_tcpchat.interfaces import IConnection
+from twisted_tcpchat.interfaces import IConnection, IParticipant
 from twisted_tcpchat.protocol import ChatFactory, ChatProtocol
 
 #: Seconds a test waits for something on a real socket or process.  Generous:
 #: the machine is shared and noisy; a passing test never waits this long.
 DEADLINE = 30.0
+
+
+def welcome(name: str = "guest1") -> str:
+    """The room's line to a newcomer, right after the greeting."""
+    return f"* you are {name}; /nick NAME changes it, /help lists the commands"
+
 
 CLIENT = IPv4Address("TCP", "192.0.2.7", 40001)
 SERVER = IPv4Address("TCP", "192.0.2.1", 65432)
@@ -183,3 +189,30 @@ def start_twistd(
     process = Process(argv, tmp_path, env)
     match = process.wait_for_output(r"tcpchat listening on \S+:(\d+)")
     return process, int(match.group(1))
+
+
+@implementer(IParticipant)
+class FakeParticipant:
+    """An IParticipant that records what the room sends it and whether it was told to go."""
+
+    def __init__(self, label: str = "") -> None:
+        self.name = ""
+        self.label = label
+        self.lines: list[str] = []
+        self.gone: str | None = None
+
+    def send_line(self, text: str) -> None:
+        assert isinstance(text, str), text
+        self.lines.append(text)
+
+    def disconnect(self, reason: str) -> None:
+        assert self.gone is None, "told to go twice"
+        self.gone = reason
+
+    def take(self) -> list[str]:
+        """The lines received since the last take."""
+        lines, self.lines = self.lines, []
+        return lines
+
+    def __repr__(self) -> str:
+        return f"<FakeParticipant {self.label or self.name}>"

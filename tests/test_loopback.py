@@ -4,6 +4,7 @@ The server on real loopback sockets, port 0, in this process's reactor.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
-from tests.helpers import DEADLINE, messages
+from tests.helpers import DEADLINE, messages, welcome
 from twisted_tcpchat import ChatConfig, ChatService, make_service
 from twisted_tcpchat.config import DEFAULT_GREETING
 from twisted_tcpchat.service import SHUTDOWN_GRACE
@@ -80,12 +81,12 @@ async def test_conversation_over_loopback() -> None:
     try:
         with capturedLogs() as events:
             client = await dial(port)
-            await eventually(lambda: client.lines == [DEFAULT_GREETING], "the greeting")
+            await eventually(lambda: client.lines == [DEFAULT_GREETING, welcome()], "the greeting")
             assert client.transport is not None
             client.transport.write("hello 世界\r\n".encode())
             client.transport.write(b"exit\n")
             await client.closed
-        assert client.lines == [DEFAULT_GREETING, "Goodbye."]
+        assert client.lines == [DEFAULT_GREETING, welcome(), "Goodbye."]
         log = messages(events)
         assert any(line.endswith("sent 12 bytes: hello 世界") for line in log), log
         assert any(line.endswith("ended the session (exit)") for line in log), log
@@ -103,10 +104,10 @@ async def test_dual_stack_default_takes_ipv4_and_ipv6() -> None:
             v6 = await dial(port, "::1")
             await eventually(lambda: v4.lines and v6.lines, "both greetings")
         log = messages(events)
-        assert any(line.startswith("127.0.0.1:") and line.endswith(" connected") for line in log), (
-            log
-        )
-        assert any(line.startswith("[::1]:") and line.endswith(" connected") for line in log), log
+        v4_line = r"guest\d \(127\.0\.0\.1:\d+\) connected"
+        v6_line = r"guest\d \(\[::1\]:\d+\) connected"
+        assert any(re.fullmatch(v4_line, line) for line in log), log
+        assert any(re.fullmatch(v6_line, line) for line in log), log
         for client in (v4, v6):
             assert client.transport is not None
             client.transport.loseConnection()
@@ -122,11 +123,11 @@ async def test_unix_socket(tmp_path: Path) -> None:
     try:
         client = LineClient()
         await connectProtocol(UNIXClientEndpoint(reactor, str(path)), client)
-        await eventually(lambda: client.lines == ["hello unix"], "the greeting")
+        await eventually(lambda: client.lines == ["hello unix", welcome()], "the greeting")
         assert client.transport is not None
         client.transport.write(b"exit\n")
         await client.closed
-        assert client.lines == ["hello unix", "Goodbye."]
+        assert client.lines == ["hello unix", welcome(), "Goodbye."]
     finally:
         await service.stopService()
 

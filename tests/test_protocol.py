@@ -14,41 +14,43 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import CLIENT, connect, lines_of, messages
+from tests.helpers import CLIENT, connect, lines_of, messages, welcome
 from twisted_tcpchat.config import DEFAULT_GREETING, ChatConfig
 from twisted_tcpchat.protocol import ChatFactory, address_parts
 
 PEER = f"{CLIENT.host}:{CLIENT.port}"
+WHO = f"guest1 ({PEER})"
+WELCOME = welcome()
 
 
 class GreetingTests(SynchronousTestCase):
     def test_default_greeting(self) -> None:
         """A client is greeted with the tutorials' line on connect."""
         _, transport = connect()
-        self.assertEqual(lines_of(transport), [DEFAULT_GREETING])
+        self.assertEqual(lines_of(transport), [DEFAULT_GREETING, WELCOME])
 
     def test_greeting_template_fields(self) -> None:
         """--greeting may name the client's address, port, the server and the head count."""
         config = ChatConfig(greeting="welcome {peer} ({port}) to {server}; {clients} here")
         _, transport = connect(config)
         self.assertEqual(
-            lines_of(transport), ["welcome 192.0.2.7 (40001) to 192.0.2.1:65432; 1 here"]
+            lines_of(transport)[0], "welcome 192.0.2.7 (40001) to 192.0.2.1:65432; 1 here"
         )
 
     def test_clients_field_counts_connections(self) -> None:
         factory = ChatFactory(ChatConfig(greeting="{clients}"), clock=Clock())
         connect(factory=factory)
         _, second = connect(factory=factory)
-        self.assertEqual(lines_of(second), ["2"])
+        self.assertEqual(lines_of(second)[0], "2")
 
     def test_multiline_greeting(self) -> None:
         _, transport = connect(ChatConfig(greeting="one\ntwo"))
-        self.assertEqual(lines_of(transport), ["one", "two"])
+        self.assertEqual(lines_of(transport), ["one", "two", WELCOME])
 
     def test_connect_is_logged(self) -> None:
         with capturedLogs() as events:
             connect()
-        self.assertEqual(messages(events), [f"{PEER} connected"])
+        self.assertEqual(messages(events), [f"{WHO} connected"])
 
 
 class MessageTests(SynchronousTestCase):
@@ -57,14 +59,14 @@ class MessageTests(SynchronousTestCase):
         protocol, _ = connect()
         with capturedLogs() as events:
             protocol.dataReceived(b"hello\n")
-        self.assertEqual(messages(events), [f"{PEER} sent 5 bytes: hello"])
+        self.assertEqual(messages(events), [f"{WHO} sent 5 bytes: hello"])
 
     def test_utf8_counted_in_bytes(self) -> None:
         """The byte count is of the bytes sent: 中文 is 6 bytes."""
         protocol, _ = connect()
         with capturedLogs() as events:
             protocol.dataReceived("中文\r\n".encode())
-        self.assertEqual(messages(events), [f"{PEER} sent 6 bytes: 中文"])
+        self.assertEqual(messages(events), [f"{WHO} sent 6 bytes: 中文"])
 
     def test_braces_stay_literal_in_the_log(self) -> None:
         """A message is data, never a format string: {} and {peer} stay literal."""
@@ -72,7 +74,7 @@ class MessageTests(SynchronousTestCase):
         with capturedLogs() as events:
             protocol.dataReceived(b"{} {peer} {0} {log_format}\n")
         self.assertEqual(
-            messages(events), [f"{PEER} sent 26 bytes: {{}} {{peer}} {{0}} {{log_format}}"]
+            messages(events), [f"{WHO} sent 26 bytes: {{}} {{peer}} {{0}} {{log_format}}"]
         )
 
     def test_control_characters_never_reach_the_log_raw(self) -> None:
@@ -81,7 +83,7 @@ class MessageTests(SynchronousTestCase):
         with capturedLogs() as events:
             protocol.dataReceived("\x1b]0;pwned\x07\x1b[2J\u202eabc\n".encode())
         (line,) = messages(events)
-        self.assertEqual(line, f"{PEER} sent 20 bytes: \\x1b]0;pwned\\x07\\x1b[2J\\u202eabc")
+        self.assertEqual(line, f"{WHO} sent 20 bytes: \\x1b]0;pwned\\x07\\x1b[2J\\u202eabc")
 
     def test_lf_and_crlf(self) -> None:
         """LF and CRLF both end a line; the CR is not part of the message."""
@@ -91,9 +93,9 @@ class MessageTests(SynchronousTestCase):
         self.assertEqual(
             messages(events),
             [
-                f"{PEER} sent 3 bytes: one",
-                f"{PEER} sent 3 bytes: two",
-                f"{PEER} sent 5 bytes: three",
+                f"{WHO} sent 3 bytes: one",
+                f"{WHO} sent 3 bytes: two",
+                f"{WHO} sent 5 bytes: three",
             ],
         )
 
@@ -101,7 +103,7 @@ class MessageTests(SynchronousTestCase):
         """In the default mode a message is shown to the operator, not answered."""
         protocol, transport = connect()
         protocol.dataReceived(b"hello\n")
-        self.assertEqual(lines_of(transport), [DEFAULT_GREETING])
+        self.assertEqual(lines_of(transport), [DEFAULT_GREETING, WELCOME])
         self.assertFalse(transport.disconnecting)
 
 
@@ -111,9 +113,9 @@ class ExitTests(SynchronousTestCase):
         protocol, transport = connect()
         with capturedLogs() as events:
             protocol.dataReceived(b"exit\r\n")
-        self.assertEqual(lines_of(transport), [DEFAULT_GREETING, "Goodbye."])
+        self.assertEqual(lines_of(transport), [DEFAULT_GREETING, WELCOME, "Goodbye."])
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(messages(events), [f"{PEER} ended the session (exit)"])
+        self.assertEqual(messages(events), [f"{WHO} ended the session (exit)"])
 
     def test_lines_after_exit_are_ignored(self) -> None:
         """hello, world and exit joined in one read: two messages, then goodbye; nothing after."""
@@ -121,13 +123,13 @@ class ExitTests(SynchronousTestCase):
         with capturedLogs() as events:
             protocol.dataReceived(b"hello\nworld\nexit\nafter\n")
             protocol.dataReceived(b"later\n")
-        self.assertEqual(lines_of(transport), [DEFAULT_GREETING, "Goodbye."])
+        self.assertEqual(lines_of(transport), [DEFAULT_GREETING, WELCOME, "Goodbye."])
         self.assertEqual(
             messages(events),
             [
-                f"{PEER} sent 5 bytes: hello",
-                f"{PEER} sent 5 bytes: world",
-                f"{PEER} ended the session (exit)",
+                f"{WHO} sent 5 bytes: hello",
+                f"{WHO} sent 5 bytes: world",
+                f"{WHO} ended the session (exit)",
             ],
         )
 
@@ -155,7 +157,7 @@ class ExitTests(SynchronousTestCase):
         protocol, _ = connect()
         with capturedLogs() as events:
             protocol.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(messages(events), [f"{PEER} disconnected (closed by the client)"])
+        self.assertEqual(messages(events), [f"{WHO} disconnected (closed by the client)"])
         self.assertFalse([e for e in events if e.get("log_failure")])
 
     def test_client_reset_logged_once(self) -> None:
@@ -164,7 +166,7 @@ class ExitTests(SynchronousTestCase):
         with capturedLogs() as events:
             protocol.connectionLost(Failure(ConnectionLost("Connection reset by peer")))
         (line,) = messages(events)
-        self.assertIn(f"{PEER} disconnected (connection lost:", line)
+        self.assertIn(f"{WHO} disconnected (connection lost:", line)
         self.assertIn("Connection reset by peer", line)
 
     def test_no_second_log_line_after_exit(self) -> None:
@@ -230,13 +232,13 @@ class BadInputTests(SynchronousTestCase):
         with capturedLogs() as events:
             protocol.dataReceived(b"x" * 11 + b"\nok\n")
         self.assertEqual(
-            lines_of(transport)[1:],
+            lines_of(transport)[2:],
             ["error: line too long (11 bytes; the limit is 10); not delivered"],
         )
         self.assertFalse(transport.disconnecting)
         self.assertEqual(
             messages(events),
-            [f"{PEER} sent an over-long line (11 bytes); dropped", f"{PEER} sent 2 bytes: ok"],
+            [f"{WHO} sent an over-long line (11 bytes); dropped", f"{WHO} sent 2 bytes: ok"],
         )
 
     def test_unterminated_flood_disconnects(self) -> None:
@@ -246,7 +248,7 @@ class BadInputTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
         protocol.dataReceived(b"y")
         self.assertEqual(
-            lines_of(transport)[1:],
+            lines_of(transport)[2:],
             ["error: 101 bytes without a line end (the limit is 100); disconnecting"],
         )
         self.assertTrue(transport.disconnecting)
@@ -257,10 +259,10 @@ class BadInputTests(SynchronousTestCase):
         with capturedLogs() as events:
             protocol.dataReceived(b"\xff\xfeabc\n")
         self.assertEqual(
-            lines_of(transport)[1:], ["error: that line is not valid UTF-8; not delivered"]
+            lines_of(transport)[2:], ["error: that line is not valid UTF-8; not delivered"]
         )
         self.assertEqual(
-            messages(events), [f"{PEER} sent 5 bytes that are not UTF-8: \\xff\\xfeabc"]
+            messages(events), [f"{WHO} sent 5 bytes that are not UTF-8: \\xff\\xfeabc"]
         )
 
     def test_exception_in_handler_answers_internal_error(self) -> None:
@@ -279,7 +281,7 @@ class BadInputTests(SynchronousTestCase):
             protocol.dataReceived(b"boom\nfine\n")
         self.assertEqual(calls, ["boom", "fine"])
         self.assertEqual(
-            lines_of(transport)[1:], ["error: internal error; your line was not handled"]
+            lines_of(transport)[2:], ["error: internal error; your line was not handled"]
         )
         failures = [e for e in events if e.get("log_failure")]
         self.assertEqual(len(failures), 1)
@@ -331,7 +333,7 @@ class AddressTests(SynchronousTestCase):
         protocol, _ = connect(peer=IPv6Address("TCP", "::1", 7))  # type: ignore[arg-type]
         with capturedLogs() as events:
             protocol.dataReceived(b"hi\n")
-        self.assertEqual(messages(events), ["[::1]:7 sent 2 bytes: hi"])
+        self.assertEqual(messages(events), ["guest1 ([::1]:7) sent 2 bytes: hi"])
 
 
 class HalfCloseTests(SynchronousTestCase):
@@ -344,7 +346,7 @@ class HalfCloseTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(
             messages(events),
-            [f"{PEER} sent 2 bytes: hi", f"{PEER} disconnected (closed by the client)"],
+            [f"{WHO} sent 2 bytes: hi", f"{WHO} disconnected (closed by the client)"],
         )
         with capturedLogs() as events:
             protocol.connectionLost(Failure(ConnectionDone()))
@@ -356,7 +358,7 @@ class HalfCloseTests(SynchronousTestCase):
         with capturedLogs() as events:
             protocol.dataReceived(b"no newline")
             protocol.readConnectionLost()
-        self.assertEqual(messages(events)[0], f"{PEER} sent 10 bytes: no newline")
+        self.assertEqual(messages(events)[0], f"{WHO} sent 10 bytes: no newline")
 
     def test_once_with_unterminated_message_and_eof(self) -> None:
         """--once: a message without a line end followed by EOF is acknowledged."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DEADLINE, Process, installed_script, start_twistd, wait_for
+from tests.helpers import DEADLINE, Process, installed_script, start_twistd, wait_for, welcome
 from twisted_tcpchat.config import DEFAULT_GREETING
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,10 +52,10 @@ def test_nc_greeting_message_exit(twistd) -> None:  # type: ignore[no-untyped-de
     port = twistd()
     result = run_peer([need("nc"), "-N", "127.0.0.1", str(port)], b"hello from nc\nexit\n")
     assert result.returncode == 0, result
-    assert result.stdout == f"{DEFAULT_GREETING}\r\nGoodbye.\r\n".encode()
+    assert result.stdout == f"{DEFAULT_GREETING}\r\n{welcome()}\r\nGoodbye.\r\n".encode()
     server = twistd.processes[0]
-    server.wait_for_output(r"127\.0\.0\.1:\d+ sent 13 bytes: hello from nc")
-    server.wait_for_output(r"127\.0\.0\.1:\d+ ended the session \(exit\)")
+    server.wait_for_output(r"guest1 \(127\.0\.0\.1:\d+\) sent 13 bytes: hello from nc")
+    server.wait_for_output(r"guest1 \(127\.0\.0\.1:\d+\) ended the session \(exit\)")
     assert "Traceback" not in server.output
 
 
@@ -66,7 +66,7 @@ def test_socat_crlf_and_chinese(twistd) -> None:  # type: ignore[no-untyped-def]
         [need("socat"), "-", f"TCP:127.0.0.1:{port}"], "你好，世界\r\nexit\r\n".encode()
     )
     assert result.returncode == 0, result
-    assert result.stdout == b"welcome 127.0.0.1\r\nGoodbye.\r\n"
+    assert result.stdout == f"welcome 127.0.0.1\r\n{welcome()}\r\nGoodbye.\r\n".encode()
     twistd.processes[0].wait_for_output(r"sent 15 bytes: 你好，世界")
 
 
@@ -142,6 +142,7 @@ def test_sigterm_tells_clients(twistd) -> None:  # type: ignore[no-untyped-def]
     with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
         reader = sock.makefile("rb")
         assert reader.readline() == DEFAULT_GREETING.encode() + b"\r\n"
+        assert reader.readline() == welcome().encode() + b"\r\n"
         server = twistd.processes[0]
         server.popen.send_signal(signal.SIGTERM)
         assert reader.readline() == b"server shutting down\r\n"
@@ -221,7 +222,7 @@ def test_twist_runs_the_plugin(tmp_path: Path) -> None:
     try:
         port = int(process.wait_for_output(r"tcpchat listening on \S+:(\d+)").group(1))
         result = run_peer([need("nc"), "-N", "127.0.0.1", str(port)], b"via twist\nexit\n")
-        assert result.stdout == f"{DEFAULT_GREETING}\r\nGoodbye.\r\n".encode()
+        assert result.stdout == f"{DEFAULT_GREETING}\r\n{welcome()}\r\nGoodbye.\r\n".encode()
     finally:
         assert process.stop() in (0, -signal.SIGTERM)
 
@@ -236,7 +237,10 @@ def test_readme_tac_runs_with_twistd_ny(tmp_path: Path) -> None:
     try:
         port = int(process.wait_for_output(r"tcpchat listening on \S+:(\d+)").group(1))
         result = run_peer([need("nc"), "-N", "127.0.0.1", str(port)], b"exit\n")
-        assert result.stdout == b"welcome 127.0.0.1 to the chat\r\nGoodbye.\r\n"
+        assert (
+            result.stdout
+            == f"welcome 127.0.0.1 to the chat\r\n{welcome()}\r\nGoodbye.\r\n".encode()
+        )
     finally:
         assert process.stop() in (0, -signal.SIGTERM)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twisted_tcpchat.room import name_problem
 from twisted_tcpchat.wire import check_template
 
 DEFAULT_PORT = 65432
@@ -29,6 +30,10 @@ class ChatConfig:
         dropped.
     @ivar close_grace: seconds a closing connection may take to flush before it
         is aborted (a peer that does not read would otherwise hang forever).
+    @ivar history: room lines a newcomer gets first (0: none).
+    @ivar echo: whether a sender gets its own lines back.
+    @ivar quiet_presence: whether joins, renames and leaves go unannounced.
+    @ivar console_name: the name the operator console speaks as.
     """
 
     greeting: str = DEFAULT_GREETING
@@ -37,6 +42,10 @@ class ChatConfig:
     max_line: int = 4096
     max_unterminated: int = 16384
     close_grace: float = 2.0
+    history: int = 20
+    echo: bool = False
+    quiet_presence: bool = False
+    console_name: str = "server"
 
     def __post_init__(self) -> None:
         try:
@@ -56,5 +65,10 @@ class ChatConfig:
                 f"max unterminated: {self.max_unterminated} must be at least "
                 f"the max line ({self.max_line})"
             )
+        if self.history < 0:
+            raise ValueError(f"history: {self.history} must not be negative")
+        problem = name_problem(self.console_name)
+        if problem is not None:
+            raise ValueError(f"console name: {problem}")
         if self.close_grace < 0:
             raise ValueError(f"close grace: {self.close_grace} must not be negative")

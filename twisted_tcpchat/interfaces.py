@@ -4,7 +4,7 @@ The small interfaces that keep the chat logic apart from Twisted's wire.
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IConnection(Interface):
@@ -23,3 +23,61 @@ class IConnection(Interface):
         Close after what was sent is flushed; a peer that does not take it
         within the grace time is cut off.  Sending after this does nothing.
         """
+
+
+class IParticipant(Interface):
+    """
+    A member of a room, as the room sees it: a name the room gives it, lines
+    the room sends it, and being told to go.
+
+    A client's L{twisted_tcpchat.server.Session} provides it, and so does the
+    operator's console; tests provide it with a recording fake.
+    """
+
+    name = Attribute("The participant's name in the room; set by the room only.")
+
+    def send_line(text: str) -> None:
+        """Deliver one line of room traffic to this participant."""
+
+    def disconnect(reason: str) -> None:
+        """
+        The room has removed this participant (a kick): end its session.
+        The room has already told it why and announced the leave.
+        """
+
+
+class IRoom(Interface):
+    """
+    One conversation.  Every request is one-way: the room answers through the
+    participants' C{send_line} (errors included), so an implementation may
+    live in this process or behind a network hop (a Redis-backed room).
+    Nothing outside the room sees its member list.
+    """
+
+    def join(participant: IParticipant, name: str | None = None, operator: bool = False) -> None:
+        """
+        Add a participant: give it C{name} (or a free default such as C{guest7})
+        and tell it so, send it the recent history, announce it to the others.
+        An operator may kick.
+        """
+
+    def leave(participant: IParticipant, reason: str) -> None:
+        """Remove a participant and announce why it left; unknown ones are ignored."""
+
+    def say(participant: IParticipant, text: str) -> None:
+        """Relay a line to every other member as C{<name> text}."""
+
+    def act(participant: IParticipant, text: str) -> None:
+        """Relay an action (C{/me}) as C{* name text}."""
+
+    def rename(participant: IParticipant, name: str) -> None:
+        """Change the participant's name, if that name is valid and free."""
+
+    def whisper(participant: IParticipant, target: str, text: str) -> None:
+        """Deliver C{text} to the member named C{target} only."""
+
+    def who(participant: IParticipant) -> None:
+        """Send the participant the list of members, with their idle times."""
+
+    def kick(participant: IParticipant, target: str, reason: str) -> None:
+        """An operator removes the member named C{target}."""

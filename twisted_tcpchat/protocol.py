@@ -133,14 +133,14 @@ class ChatFactory(Factory):
         server: ChatServer | None = None,
         clock: IReactorTime | None = None,
     ) -> None:
-        if server is None:
-            server = ChatServer(config)
-        elif config is not None:
-            raise TypeError("pass either config or server, not both")
         if clock is None:
             from twisted.internet import reactor as default_reactor
 
             clock = cast(IReactorTime, default_reactor)
+        if server is None:
+            server = ChatServer(config, clock)
+        elif config is not None:
+            raise TypeError("pass either config or server, not both")
         self.server = server
         self.clock = clock
 

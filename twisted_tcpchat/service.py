@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_tcpchat.config import DEFAULT_PORT, ChatConfig
+from twisted_tcpchat.console import Console
 from twisted_tcpchat.protocol import ChatFactory, address_parts
 from twisted_tcpchat.server import ChatServer, Peer
 
@@ -71,15 +72,23 @@ def _listen_problem(description: str, failure: Failure) -> str:
 
 class ChatService(MultiService):
     """
-    Listens on each endpoint for one L{ChatFactory}; on stop, tells every
-    client the server is shutting down and closes them all, cutting off
-    those that do not read within L{SHUTDOWN_GRACE} seconds.
+    Listens on each endpoint for one L{ChatFactory}, and attaches the
+    operator console when asked; on stop, tells every client the server is
+    shutting down and closes them all, cutting off those that do not read
+    within L{SHUTDOWN_GRACE} seconds.
     """
 
-    def __init__(self, factory: ChatFactory, listen: Sequence[str], reactor: IReactorCore) -> None:
+    def __init__(
+        self,
+        factory: ChatFactory,
+        listen: Sequence[str],
+        reactor: IReactorCore,
+        console: bool = False,
+    ) -> None:
         super().__init__()
         self.factory = factory
         self.listen = tuple(listen)
+        self.console = console
         self._reactor = reactor
         self.ports: list[IListeningPort] = []
         self._listening = False
@@ -94,6 +103,14 @@ class ChatService(MultiService):
         # `twist` and plain embedders call only this.
         self._listen_everywhere()
         super().startService()
+        server = self.factory.server
+        if self.console and server.room is not None:
+            from twisted.internet.stdio import StandardIO
+
+            StandardIO(
+                Console(server.room, server.config.console_name, server.config.max_line),
+                reactor=self._reactor,
+            )
 
     def _listen_everywhere(self) -> None:
         if self._listening:
@@ -147,6 +164,7 @@ def make_service(
     config: ChatConfig | None = None,
     *,
     reactor: IReactorCore | None = None,
+    console: bool = False,
 ) -> ChatService:
     """
     The chat server as a service to add to an application.
@@ -155,10 +173,13 @@ def make_service(
         (C{"tcp:65432"}, C{"tcp6:65432:interface=\\:\\:"}, C{"unix:/path"}).
     @param config: the settings (defaults: L{ChatConfig}).
     @param reactor: the reactor to listen with (default: the global one).
+    @param console: whether this process's stdin and stdout are the operator's
+        console in the room.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = cast(IReactorCore, default_reactor)
-    factory = ChatFactory(server=ChatServer(config), clock=cast(IReactorTime, reactor))
-    return ChatService(factory, listen, reactor)
+    clock = cast(IReactorTime, reactor)
+    factory = ChatFactory(server=ChatServer(config, clock), clock=clock)
+    return ChatService(factory, listen, reactor, console)

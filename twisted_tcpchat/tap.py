@@ -77,6 +77,18 @@ class Options(usage.Options):
     )
 
     optFlags = [
+        ["echo", None, "Send each client its own lines back too. [default: off]"],
+        [
+            "quiet-presence",
+            None,
+            "Do not announce joins, renames and leaves (large rooms). [default: off]",
+        ],
+        [
+            "console",
+            None,
+            "Make this terminal the operator's console: it shows the room and speaks in "
+            "it; needs the foreground (twistd -n). [default: off]",
+        ],
         [
             "once",
             None,
@@ -106,6 +118,8 @@ class Options(usage.Options):
             "{{ and }} are literal braces.",
         ],
         ["exit-word", None, "exit", "A line that alone ends the client's session."],
+        ["history", None, "20", "Room lines a newcomer gets first (0: none)."],
+        ["console-name", None, "server", "The name the operator console speaks as."],
         [
             "max-line",
             None,
@@ -171,9 +185,14 @@ class Options(usage.Options):
                 once=bool(self["once"]),
                 max_line=_integer("max-line", self["max-line"], 1),
                 max_unterminated=_integer("max-unterminated", self["max-unterminated"], 1),
+                history=_integer("history", self["history"], 0),
+                echo=bool(self["echo"]),
+                quiet_presence=bool(self["quiet-presence"]),
+                console_name=self["console-name"],
             )
         except ValueError as e:
             raise usage.UsageError(f"--{e}") from None
+        self._check_console()
         listen = [with_backlog(d, backlog) for d in self["listen"]]
         if self._port_given or not listen:
             listen.append(tcp_description(port, interface, backlog))
@@ -185,6 +204,17 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--listen: bad endpoint {description!r}: {e}") from None
         self["endpoints"] = listen
 
+    def _check_console(self) -> None:
+        if not self["console"]:
+            return
+        if self["once"]:
+            raise usage.UsageError("--console needs the room; --once has none")
+        parent = getattr(self, "parent", None)
+        if parent is not None and "nodaemon" in parent and not parent["nodaemon"]:
+            raise usage.UsageError(
+                "--console needs a terminal, and a daemon has none: run twistd -n tcpchat --console"
+            )
+
     def _get_reactor(self) -> IReactorCore:
         if self._reactor is None:
             from twisted.internet import reactor
@@ -194,7 +224,12 @@ class Options(usage.Options):
 
     def getService(self) -> ChatService:
         """The configured service (what L{makeService} returns)."""
-        return make_service(self["endpoints"], self["config"], reactor=self._get_reactor())
+        return make_service(
+            self["endpoints"],
+            self["config"],
+            reactor=self._get_reactor(),
+            console=bool(self["console"]),
+        )
 
 
 def makeService(options: Options) -> ChatService:

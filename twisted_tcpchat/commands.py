@@ -1,0 +1,79 @@
+"""
+Slash commands: one line of a participant's text turned into one request to
+the room.  Shared by client sessions and the operator console.
+"""
+
+from __future__ import annotations
+
+from twisted_tcpchat.interfaces import IParticipant, IRoom
+
+HELP = (
+    "* commands:",
+    "*   /nick NAME           change your name",
+    "*   /who                 who is here, and how long each has been idle",
+    "*   /msg NAME TEXT       a private message that only NAME sees",
+    "*   /me ACTION           an action, shown as: * yourname ACTION",
+    "*   /quit [REASON]       leave the room",
+    "*   /kick NAME [REASON]  remove someone (operators only)",
+    "*   //TEXT               say a line that starts with /",
+)
+
+USAGE = {
+    "nick": "/nick NAME",
+    "msg": "/msg NAME TEXT",
+    "me": "/me ACTION",
+    "kick": "/kick NAME [REASON]",
+}
+
+
+class Quit:
+    """The line asked to leave, with this reason."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def perform(room: IRoom, participant: IParticipant, text: str) -> Quit | None:
+    """
+    Act on one line a participant typed: a chat line, or a command.
+
+    @return: a L{Quit} when the line asks to leave (the caller ends the
+        session), else None.
+    """
+    if not text.startswith("/"):
+        if text.strip():
+            room.say(participant, text)
+        return None
+    if text.startswith("//"):
+        room.say(participant, text[1:])
+        return None
+    command, _, rest = text[1:].partition(" ")
+    command = command.lower()
+    rest = rest.strip()
+    first, _, tail = rest.partition(" ")
+    tail = tail.strip()
+    if command in ("nick", "msg", "me", "kick") and not rest:
+        participant.send_line(f"error: usage: {USAGE[command]}")
+    elif command == "nick":
+        room.rename(participant, rest)
+    elif command == "msg":
+        if tail:
+            room.whisper(participant, first, tail)
+        else:
+            participant.send_line(f"error: usage: {USAGE['msg']}")
+    elif command == "me":
+        room.act(participant, rest)
+    elif command == "kick":
+        room.kick(participant, first, tail)
+    elif command == "who":
+        room.who(participant)
+    elif command == "quit":
+        return Quit(rest or "quit")
+    elif command == "help":
+        for line in HELP:
+            participant.send_line(line)
+    else:
+        participant.send_line(f"error: unknown command /{command}; /help lists the commands")
+    return None
