@@ -107,13 +107,19 @@ class Process:
     thread, so a test can wait for a line with a deadline.
     """
 
-    def __init__(self, argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        stdin: bool = False,
+    ):
         self.argv = list(argv)
         self.popen = subprocess.Popen(
             self.argv,
             cwd=cwd,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -127,6 +133,22 @@ class Process:
         for raw in self.popen.stdout:
             with self._lock:
                 self._lines.append(raw.decode("utf-8", "backslashreplace"))
+
+    def send(self, text: str) -> None:
+        """Write a line to the process's stdin (started with stdin=True)."""
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(text.encode() + b"\n")
+        self.popen.stdin.flush()
+
+    def close_stdin(self) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+
+    @property
+    def lines(self) -> list[str]:
+        """Complete output lines so far, without line ends (CR LF or LF)."""
+        text = self.output
+        return [line.rstrip("\r") for line in text.split("\n")[:-1]]
 
     @property
     def output(self) -> str:
@@ -178,6 +200,7 @@ def start_twistd(
     *args: str,
     env: dict[str, str] | None = None,
     twistd_args: Sequence[str] = (),
+    stdin: bool = False,
 ) -> tuple[Process, int]:
     """
     Run C{twistd -n tcpchat ARGS} on a free loopback port; return the process
@@ -186,7 +209,7 @@ def start_twistd(
     argv = [installed_script("twistd"), "-n", "--pidfile=", *twistd_args, "tcpchat", *args]
     if not any(a.startswith("--listen") or a.startswith("--port") for a in args):
         argv += ["--port", "0", "--interface", "127.0.0.1"]
-    process = Process(argv, tmp_path, env)
+    process = Process(argv, tmp_path, env, stdin=stdin)
     match = process.wait_for_output(r"tcpchat listening on \S+:(\d+)")
     return process, int(match.group(1))
 

@@ -89,6 +89,39 @@ class OptionsTests(SynchronousTestCase):
         c = parse("--max-line", "100", "--max-unterminated", "1000")["config"]
         self.assertEqual((c.max_line, c.max_unterminated), (100, 1000))
 
+    def test_room_options(self) -> None:
+        c = parse("--history", "5", "--echo", "--quiet-presence", "--console-name", "boss")[
+            "config"
+        ]
+        self.assertEqual(
+            (c.history, c.echo, c.quiet_presence, c.console_name), (5, True, True, "boss")
+        )
+        self.assertEqual(parse("--history", "0")["config"].history, 0)
+
+    def test_console_flag(self) -> None:
+        self.assertTrue(parse("--console")["console"])
+
+    def test_console_refused_with_once(self) -> None:
+        self.assertRefused(["--console", "--once"], "--console needs the room; --once has none")
+
+    def test_console_refused_when_daemonizing(self) -> None:
+        """Under twistd without -n there is no terminal: --console is refused at start."""
+        from twisted.scripts.twistd import ServerOptions
+
+        with self.assertRaises(SystemExit) as e:
+            ServerOptions().parseOptions(["tcpchat", "--console"])
+        self.assertIn("--console needs a terminal, and a daemon has none", str(e.exception.code))
+        options = ServerOptions()
+        options.parseOptions(["-n", "tcpchat", "--console"])
+        self.assertTrue(options.subOptions["console"])
+
+    def test_bad_room_options(self) -> None:
+        self.assertRefused(["--history", "-1"], "--history: '-1' is not a whole number at least 0")
+        self.assertRefused(["--history", "lots"], "--history: 'lots'")
+        self.assertRefused(
+            ["--console-name", "the boss"], "--console-name: invalid name 'the boss'"
+        )
+
     def test_bad_port(self) -> None:
         self.assertRefused(["--port", "abc"], "--port: 'abc' is not a whole number 0 to 65535")
         self.assertRefused(["--port", "65536"], "--port: '65536' is not a whole number 0 to 65535")
@@ -112,16 +145,16 @@ class OptionsTests(SynchronousTestCase):
         self.assertRefused(["--greeting", "hi {"], "--greeting: bad template")
 
     def test_bad_exit_word(self) -> None:
-        self.assertRefused(["--exit-word", ""], "exit word: '' must be non-empty")
-        self.assertRefused(["--exit-word", " x"], "exit word: ' x'")
-        self.assertRefused(["--exit-word", "a\x1b"], "exit word:")
+        self.assertRefused(["--exit-word", ""], "--exit-word: '' must be non-empty")
+        self.assertRefused(["--exit-word", " x"], "--exit-word: ' x'")
+        self.assertRefused(["--exit-word", "a\x1b"], "--exit-word:")
 
     def test_bad_limits(self) -> None:
         self.assertRefused(["--max-line", "0"], "--max-line: '0' is not a whole number at least 1")
         self.assertRefused(["--max-line", "x"], "--max-line: 'x'")
         self.assertRefused(
             ["--max-line", "100", "--max-unterminated", "50"],
-            "--max unterminated: 50 must be at least the max line (100)",
+            "--max-unterminated: 50 must be at least the max-line (100)",
         )
 
     def test_unknown_option(self) -> None:
@@ -140,6 +173,11 @@ class OptionsTests(SynchronousTestCase):
             ("--once", "off"),
             ("--max-line", "4096"),
             ("--max-unterminated", "16384"),
+            ("--history", "20"),
+            ("--echo", "off"),
+            ("--quiet-presence", "off"),
+            ("--console ", "off"),
+            ("--console-name", "server"),
         ]:
             self.assertIn(name, text)
             section = text[text.index(name) : text.index(name) + 600]

@@ -55,20 +55,20 @@ class ChatConfig:
         word = self.exit_word
         if not word or word != word.strip() or not word.isprintable():
             raise ValueError(
-                f"exit word: {word!r} must be non-empty, printable, "
+                f"exit-word: {word!r} must be non-empty, printable, "
                 "without leading or trailing spaces"
             )
         if self.max_line < 1:
-            raise ValueError(f"max line: {self.max_line} must be at least 1 byte")
+            raise ValueError(f"max-line: {self.max_line} must be at least 1 byte")
         if self.max_unterminated < self.max_line:
             raise ValueError(
-                f"max unterminated: {self.max_unterminated} must be at least "
-                f"the max line ({self.max_line})"
+                f"max-unterminated: {self.max_unterminated} must be at least "
+                f"the max-line ({self.max_line})"
             )
         if self.history < 0:
             raise ValueError(f"history: {self.history} must not be negative")
         problem = name_problem(self.console_name)
         if problem is not None:
-            raise ValueError(f"console name: {problem}")
+            raise ValueError(f"console-name: {problem}")
         if self.close_grace < 0:
-            raise ValueError(f"close grace: {self.close_grace} must not be negative")
+            raise ValueError(f"close-grace: {self.close_grace} must not be negative")
