@@ -253,16 +253,16 @@ class BadInputTests(SynchronousTestCase):
         )
         self.assertTrue(transport.disconnecting)
 
-    def test_invalid_utf8_gets_an_error_line(self) -> None:
-        """Bytes that are not UTF-8 get one error line and are logged escaped."""
+    def test_undecodable_bytes_get_an_error_line(self) -> None:
+        """Bytes in no known encoding get one error line and are logged escaped."""
         protocol, transport = connect()
         with capturedLogs() as events:
             protocol.dataReceived(b"\xff\xfeabc\n")
         self.assertEqual(
-            lines_of(transport)[2:], ["error: that line is not valid UTF-8; not delivered"]
+            lines_of(transport)[2:], ["error: that line is not UTF-8 or GBK text; not delivered"]
         )
         self.assertEqual(
-            messages(events), [f"{WHO} sent 5 bytes that are not UTF-8: \\xff\\xfeabc"]
+            messages(events), [f"{WHO} sent 5 bytes in no known encoding: \\xff\\xfeabc"]
         )
 
     def test_exception_in_handler_answers_internal_error(self) -> None:

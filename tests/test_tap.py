@@ -122,6 +122,80 @@ class OptionsTests(SynchronousTestCase):
             ["--console-name", "the boss"], "--console-name: invalid name 'the boss'"
         )
 
+    def test_limit_options(self) -> None:
+        c = parse(
+            "--quiet-time",
+            "0.5",
+            "--encoding",
+            "gbk",
+            "--flood-burst",
+            "3",
+            "--flood-rate",
+            "0.5",
+            "--flood-queue",
+            "7",
+            "--send-queue",
+            "1000",
+            "--max-clients",
+            "100",
+            "--per-address",
+            "4",
+            "--connect-rate",
+            "5",
+            "--exempt",
+            "10.0.0.0/8",
+            "--exempt",
+            "::1",
+            "--idle-timeout",
+            "300",
+            "--keepalive",
+            "0",
+        )["config"]
+        self.assertEqual(
+            (c.quiet_time, c.encoding, c.flood_burst, c.flood_rate, c.flood_queue),
+            (0.5, "gbk", 3, 0.5, 7),
+        )
+        self.assertEqual(
+            (c.send_queue, c.max_clients, c.per_address, c.connect_rate),
+            (1000, 100, 4, 5),
+        )
+        self.assertEqual(c.exempt, ("10.0.0.0/8", "::1"))
+        self.assertEqual((c.idle_timeout, c.keepalive), (300, 0))
+
+    def test_limit_defaults(self) -> None:
+        c = parse()["config"]
+        self.assertEqual(
+            (c.quiet_time, c.encoding, c.flood_burst, c.flood_rate, c.flood_queue),
+            (0.3, None, 10, 2.0, 50),
+        )
+        self.assertEqual(
+            (c.send_queue, c.max_clients, c.per_address, c.connect_rate, c.exempt),
+            (262144, None, 16, 10, ("127.0.0.0/8", "::1/128")),
+        )
+        self.assertEqual((c.idle_timeout, c.keepalive), (0, 60))
+
+    def test_exempt_none(self) -> None:
+        self.assertEqual(parse("--exempt", "none")["config"].exempt, ())
+
+    def test_bad_limit_values(self) -> None:
+        for argv, message in [
+            (["--quiet-time", "0"], "--quiet-time: '0' is not a number more than 0"),
+            (["--quiet-time", "soon"], "--quiet-time: 'soon' is not a number"),
+            (["--flood-rate", "nan"], "--flood-rate: 'nan' is not a number"),
+            (["--flood-rate", "-1"], "--flood-rate: '-1'"),
+            (["--flood-burst", "0"], "--flood-burst: '0' is not a whole number at least 1"),
+            (["--flood-queue", "x"], "--flood-queue: 'x'"),
+            (["--send-queue", "0"], "--send-queue: '0'"),
+            (["--max-clients", "0"], "--max-clients: '0'"),
+            (["--per-address", "0"], "--per-address: '0'"),
+            (["--connect-rate", "0"], "--connect-rate: '0'"),
+            (["--idle-timeout", "-5"], "--idle-timeout: '-5' is not a number 0 or more"),
+            (["--keepalive", "-1"], "--keepalive: '-1' is not a whole number at least 0"),
+            (["--encoding", "klingon"], "--encoding: 'klingon' is not a known encoding"),
+            (["--exempt", "10.0.0.0/33"], "--exempt: '10.0.0.0/33' is not an IPv4 or IPv6 network"),
+        ]:
+            self.assertRefused(argv, message)
+
     def test_bad_port(self) -> None:
         self.assertRefused(["--port", "abc"], "--port: 'abc' is not a whole number 0 to 65535")
         self.assertRefused(["--port", "65536"], "--port: '65536' is not a whole number 0 to 65535")
@@ -178,6 +252,18 @@ class OptionsTests(SynchronousTestCase):
             ("--quiet-presence", "off"),
             ("--console ", "off"),
             ("--console-name", "server"),
+            ("--quiet-time", "0.3"),
+            ("--encoding", "UTF-8, else GBK"),
+            ("--flood-burst", "10"),
+            ("--flood-rate", "2"),
+            ("--flood-queue", "50"),
+            ("--send-queue", "262144"),
+            ("--max-clients", "open-file limit"),
+            ("--per-address", "16"),
+            ("--connect-rate", "10"),
+            ("--exempt", "127.0.0.0/8"),
+            ("--idle-timeout", "0"),
+            ("--keepalive", "60"),
         ]:
             self.assertIn(name, text)
             section = text[text.index(name) : text.index(name) + 600]
@@ -197,6 +283,21 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(reactor.tcpServers[0][0], 0)
         self.assertEqual(reactor.tcpServers[0][3], "127.0.0.1")
         self.assertEqual(reactor.tcpServers[0][2], DEFAULT_BACKLOG)
+
+    def test_start_raises_open_file_limit_and_sizes_clients(self) -> None:
+        """At start the soft open-file limit goes up to the hard one; max clients follow it."""
+        import resource
+
+        from twisted_tcpchat.limits import clients_for_open_files
+
+        svc = makeService(parse("--port", "0", "--interface", "127.0.0.1"))
+        svc.privilegedStartService()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.assertEqual(soft, hard)
+        self.assertEqual(svc.factory.server.max_clients, clients_for_open_files(soft))
+        explicit = makeService(parse("--max-clients", "5", "--port", "0"))
+        explicit.privilegedStartService()
+        self.assertEqual(explicit.factory.server.max_clients, 5)
 
 
 class PluginTests(SynchronousTestCase):

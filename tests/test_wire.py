@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_tcpchat.wire import (
     EOL,
     GREETING_FIELDS,
+    Codec,
     LineBuffer,
     Overlong,
     check_template,
@@ -21,6 +22,7 @@ from twisted_tcpchat.wire import (
     encode_line,
     escape_controls,
     render_template,
+    sniff,
     split_lines,
 )
 
@@ -84,17 +86,121 @@ class FramingTests(SynchronousTestCase):
 
 
 @given(
-    st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=8),
+    st.lists(
+        st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\0", b"")), max_size=8
+    ),
     st.lists(st.integers(min_value=0, max_value=400), max_size=20),
     st.integers(min_value=1, max_value=30),
 )
 def test_any_chunking_yields_the_same_frames(
     lines: list[bytes], cuts: list[int], max_line: int
 ) -> None:
-    """Property: any chunking of a byte stream yields the frames of the whole stream."""
+    """
+    Property: any chunking of an LF/CRLF byte stream yields the frames of the
+    whole stream.  (NUL is left out: it ends a C string *and its send*, so
+    where sends split is meant to matter; see the next property.)
+    """
     data = b"".join(line + b"\n" for line in lines)
     cuts = [c for c in cuts if c <= len(data)]
     assert feed_in_pieces(data, cuts, max_line) == split_lines(data, max_line)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"").replace(b"\0", b"")),
+            st.binary(max_size=30),
+        ),
+        max_size=6,
+    )
+)
+def test_c_string_sends_yield_the_strings(sends: list[tuple[bytes, bytes]]) -> None:
+    """Property: sends of a C string, a NUL and buffer leftovers yield exactly the strings."""
+    buffer = LineBuffer(max_line=64)
+    frames: list[object] = []
+    for string, leftovers in sends:
+        frames += buffer.feed(string.rstrip(b"\r") + b"\0" + leftovers)
+    assert frames == [string.rstrip(b"\r") for string, _ in sends]
+
+
+class CStringTests(SynchronousTestCase):
+    def test_nul_ends_a_line(self) -> None:
+        self.assertEqual(split_lines(b"hello\0"), [b"hello"])
+
+    def test_rest_of_the_send_after_nul_is_dropped(self) -> None:
+        """A whole fixed-size buffer: the string, a NUL, leftovers: only the string counts."""
+        buffer = LineBuffer()
+        self.assertEqual(buffer.feed(b"hi\0ld message\nleftovers\0\0\0"), [b"hi"])
+        self.assertEqual(buffer.pending, 0)
+        self.assertEqual(buffer.feed(b"next\0" + b"\0" * 990), [b"next"])
+
+    def test_lines_before_the_nul_in_the_same_send_count(self) -> None:
+        self.assertEqual(split_lines(b"a\nb\0c\n"), [b"a", b"b"])
+
+    def test_pending_string_completed_by_nul(self) -> None:
+        buffer = LineBuffer()
+        self.assertEqual(buffer.feed(b"hel"), [])
+        self.assertEqual(buffer.feed(b"lo\0junk"), [b"hello"])
+
+    def test_terminated_after_first_line_end(self) -> None:
+        """A client is held to line mode once it has ended a line (LF or NUL)."""
+        buffer = LineBuffer()
+        buffer.feed(b"partial")
+        self.assertFalse(buffer.terminated)
+        self.assertEqual(buffer.flush(), [b"partial"])
+        self.assertFalse(buffer.terminated)
+        buffer.feed(b"x\n")
+        self.assertTrue(buffer.terminated)
+        other = LineBuffer()
+        other.feed(b"y\0")
+        self.assertTrue(other.terminated)
+
+
+class CodecTests2(SynchronousTestCase):
+    def test_detects_gbk_and_answers_in_gbk(self) -> None:
+        """A Chinese Windows console's GBK bytes are understood; replies go out in GBK."""
+        codec = Codec()
+        self.assertEqual(codec.output, "utf-8")
+        self.assertEqual(codec.decode("你好，世界".encode("gbk")), "你好，世界")
+        self.assertEqual(codec.output, "gbk")
+        self.assertEqual(codec.decode(b"plain ascii"), "plain ascii")
+        self.assertEqual(codec.output, "gbk")
+
+    def test_utf8_client_stays_utf8(self) -> None:
+        codec = Codec()
+        self.assertEqual(codec.decode("中文".encode()), "中文")
+        self.assertEqual(codec.output, "utf-8")
+
+    def test_undecodable_bytes(self) -> None:
+        """Bytes that are neither UTF-8 nor GB18030 decode as nothing."""
+        codec = Codec()
+        self.assertIsNone(codec.decode(b"\xff\xfe\xff"))
+        self.assertEqual(codec.output, "utf-8")
+
+    def test_fixed_encoding(self) -> None:
+        codec = Codec("latin-1")
+        self.assertEqual(codec.decode("é".encode("latin-1")), "é")
+        self.assertEqual(codec.output, "latin-1")
+        self.assertIsNone(Codec("utf-8").decode("中".encode("gbk")))
+
+    def test_encode_line_memo_is_per_encoding(self) -> None:
+        text = "中文"
+        self.assertEqual(encode_line(text, "utf-8"), "中文".encode() + EOL)
+        self.assertEqual(encode_line(text, "gbk"), "中文".encode("gbk") + EOL)
+        self.assertEqual(encode_line(text, "utf-8"), "中文".encode() + EOL)
+
+
+class SniffTests(SynchronousTestCase):
+    def test_tls_client_hello(self) -> None:
+        self.assertIn("not TLS", sniff(b"\x16\x03\x01\x02\x00\x01\x00") or "")
+
+    def test_http_request(self) -> None:
+        self.assertIn("not a web server", sniff(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") or "")
+        self.assertIn("not a web server", sniff(b"POST /api HTTP/1.0\r\n") or "")
+
+    def test_chat_is_not_refused(self) -> None:
+        for first in [b"GET me a coffee\n", b"hello\n", b"\x16", b"", "你好".encode()]:
+            self.assertIsNone(sniff(first), first)
 
 
 class EscapeTests(SynchronousTestCase):

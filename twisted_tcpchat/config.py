@@ -7,8 +7,10 @@ L{ChatConfig}; a bad value raises L{ValueError} with a message that names it.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
+from twisted_tcpchat.limits import LOOPBACK, parse_networks
 from twisted_tcpchat.room import name_problem
 from twisted_tcpchat.wire import check_template
 
@@ -34,6 +36,24 @@ class ChatConfig:
     @ivar echo: whether a sender gets its own lines back.
     @ivar quiet_presence: whether joins, renames and leaves go unannounced.
     @ivar console_name: the name the operator console speaks as.
+    @ivar quiet_time: seconds of silence after which what a client sent
+        without any line end is taken as one message (classic C clients).
+    @ivar encoding: every client's encoding, or None to detect it per client
+        (UTF-8, else GB18030/GBK).
+    @ivar flood_burst: lines a client may send at once...
+    @ivar flood_rate: ...then lines per second; the excess is delayed.
+    @ivar flood_queue: delayed lines past which the client is disconnected.
+    @ivar send_queue: bytes queued for a client that does not read, past
+        which it is disconnected.
+    @ivar max_clients: clients at once (None: what the open-file limit allows).
+    @ivar per_address: connections at once from one address (IPv6: one /64).
+    @ivar connect_rate: new connections per minute from one address.
+    @ivar exempt: networks (CIDR) free of the per-address and flood limits.
+    @ivar idle_timeout: seconds without a line before a client is
+        disconnected (0: never).
+    @ivar keepalive: seconds of silence before TCP keepalive probes start
+        (then every 10 s, 6 times: a vanished peer is noticed in about
+        keepalive + 60 s); 0 leaves keepalive off.
     """
 
     greeting: str = DEFAULT_GREETING
@@ -46,6 +66,18 @@ class ChatConfig:
     echo: bool = False
     quiet_presence: bool = False
     console_name: str = "server"
+    quiet_time: float = 0.3
+    encoding: str | None = None
+    flood_burst: int = 10
+    flood_rate: float = 2.0
+    flood_queue: int = 50
+    send_queue: int = 256 * 1024
+    max_clients: int | None = None
+    per_address: int = 16
+    connect_rate: int = 10
+    exempt: tuple[str, ...] = LOOPBACK
+    idle_timeout: float = 0.0
+    keepalive: int = 60
 
     def __post_init__(self) -> None:
         try:
@@ -70,5 +102,25 @@ class ChatConfig:
         problem = name_problem(self.console_name)
         if problem is not None:
             raise ValueError(f"console-name: {problem}")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"encoding: {self.encoding!r} is not a known encoding") from None
+        for name in ("quiet_time", "flood_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.replace('_', '-')}: must be more than 0")
+        for name in ("flood_burst", "flood_queue", "send_queue", "per_address", "connect_rate"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')}: must be at least 1")
+        if self.max_clients is not None and self.max_clients < 1:
+            raise ValueError("max-clients: must be at least 1")
+        for name in ("idle_timeout", "keepalive"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', '-')}: must not be negative")
+        try:
+            parse_networks(self.exempt)
+        except ValueError as e:
+            raise ValueError(f"exempt: {e}") from None
         if self.close_grace < 0:
             raise ValueError(f"close-grace: {self.close_grace} must not be negative")

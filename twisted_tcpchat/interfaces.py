@@ -9,20 +9,30 @@ from zope.interface import Attribute, Interface
 
 class IConnection(Interface):
     """
-    One client's link, as the chat logic sees it: lines out, and a close.
+    One client's link, as the chat logic sees it: lines out, reading paused
+    and resumed, and two ways to close.
 
     L{twisted_tcpchat.protocol.ChatProtocol} provides it over TCP; tests
     provide it with a recording fake.
     """
 
-    def send_line(text: str) -> None:
-        """Send one line of text (made safe to show, encoded, terminated)."""
+    def send_line(text: str, encoding: str = "utf-8") -> None:
+        """Send one line of text: made safe to show, encoded, terminated."""
 
     def close() -> None:
         """
         Close after what was sent is flushed; a peer that does not take it
         within the grace time is cut off.  Sending after this does nothing.
         """
+
+    def abort() -> None:
+        """Close at once, dropping whatever is still queued."""
+
+    def pause_reading() -> None:
+        """Stop reading from the peer (TCP then pushes back on it)."""
+
+    def resume_reading() -> None:
+        """Read from the peer again."""
 
 
 class IParticipant(Interface):

@@ -5,6 +5,8 @@ L{Session} per callback; lines from the session out to the transport.
 
 from __future__ import annotations
 
+import socket
+import typing
 from typing import cast
 
 from twisted.internet.error import ConnectionDone
@@ -12,8 +14,8 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IPushProducer,
     IReactorTime,
-    ITCPTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -22,7 +24,7 @@ from zope.interface import implementer
 from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.interfaces import IConnection
 from twisted_tcpchat.server import ChatServer, Peer, Session
-from twisted_tcpchat.wire import LineBuffer, encode_line
+from twisted_tcpchat.wire import LineBuffer, encode_line, sniff
 
 
 def address_parts(address: IAddress) -> tuple[str, int]:
@@ -47,48 +49,114 @@ def why_lost(reason: Failure) -> str:
     return f"connection lost: {reason.getErrorMessage()}"
 
 
-@implementer(IConnection, IHalfCloseableProtocol)
+def tune_tcp(transport: object, keepalive: int) -> None:
+    """
+    On a TCP socket: no Nagle delay (many small lines would each wait for an
+    ACK), and keepalive probes after C{keepalive} seconds of silence, then
+    every 10 s, 6 times - a vanished peer is noticed in about C{keepalive} +
+    60 s, not Linux's default of over two hours.  Other transports (UNIX
+    sockets, in-memory fakes) are left alone.
+    """
+    sock = getattr(transport, "getHandle", lambda: None)()
+    if not isinstance(sock, socket.socket) or sock.family not in (
+        socket.AF_INET,
+        socket.AF_INET6,
+    ):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not keepalive:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", keepalive), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+class StreamTransport(typing.Protocol):
+    """What this protocol uses of its transport (TCP, UNIX, TLS, and test fakes)."""
+
+    def write(self, data: bytes) -> None: ...
+    def loseConnection(self) -> None: ...
+    def abortConnection(self) -> None: ...
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+    def unregisterProducer(self) -> None: ...
+    def pauseProducing(self) -> None: ...
+    def resumeProducing(self) -> None: ...
+    def getPeer(self) -> IAddress: ...
+    def getHost(self) -> IAddress: ...
+
+
+@implementer(IConnection, IHalfCloseableProtocol, IPushProducer)
 class ChatProtocol(Protocol):
     """
-    One client connection.  IProtocol and IHalfCloseableProtocol API towards
-    Twisted, IConnection API towards the L{Session}.
+    One client connection.  IProtocol, IHalfCloseableProtocol and
+    IPushProducer API towards Twisted, IConnection API towards the
+    L{Session}.
 
     Half-closeable, so that a client that shuts down its sending side (nc -N,
     a C client's shutdown(SHUT_WR)) still gets every line owed to it: without
     it Twisted drops the connection, and what is queued, at the client's FIN.
+
+    A streaming producer on its own transport, so that it hears when the
+    client stops reading (Twisted pauses it at 64 KiB unsent); what is sent
+    while paused is counted, and past the send-queue cap the session is cut
+    off.  Nothing else waits for a slow reader.
     """
 
     session: Session
-    _transport: ITCPTransport
+    _transport: StreamTransport
 
     def __init__(self, server: ChatServer, clock: IReactorTime) -> None:
         self._server = server
+        self._config = server.config
         self._clock = clock
         self._framer = LineBuffer(server.config.max_line)
         self._closing = False
+        self._first = True
         self._abort: IDelayedCall | None = None
+        self._quiet: IDelayedCall | None = None
+        # Bytes written since the transport asked us to pause (None: not paused).
+        self._queued: int | None = None
 
     # IProtocol
 
     def connectionMade(self) -> None:
         # Every stream transport Twisted gives a protocol (TCP, UNIX, TLS,
         # and StringTransport in tests) has abortConnection.
-        self._transport = transport = cast(ITCPTransport, self.transport)
-        if ITCPTransport.providedBy(transport):
-            # Many small lines: Nagle would hold each back for an ACK.
-            transport.setTcpNoDelay(True)
+        self._transport = transport = cast(StreamTransport, self.transport)
+        tune_tcp(transport, self._config.keepalive)
+        transport.registerProducer(self, True)
         host, port = address_parts(transport.getPeer())
         local_host, local_port = address_parts(transport.getHost())
         server_address = str(Peer(local_host, local_port, ""))
         self.session = self._server.connected(self, Peer(host, port, server_address))
 
     def dataReceived(self, data: bytes) -> None:
-        self.session.frames_received(self._framer.feed(data))
-        pending = self._framer.pending
-        if pending > self._server.config.max_unterminated:
+        if self._first:
+            self._first = False
+            problem = sniff(data)
+            if problem is not None:
+                self.session.not_chat(problem)
+                return
+        framer = self._framer
+        self.session.frames_received(framer.feed(data))
+        pending = framer.pending
+        if pending > self._config.max_unterminated:
             self.session.overflowed(pending)
+        elif pending and not framer.terminated and not self._closing:
+            # A classic client that never ends its lines: once it is quiet,
+            # what it sent is one message.
+            if self._quiet is not None and self._quiet.active():
+                self._quiet.reset(self._config.quiet_time)
+            else:
+                self._quiet = self._clock.callLater(self._config.quiet_time, self._quiet_flush)
+
+    def _quiet_flush(self) -> None:
+        self._quiet = None
+        self.session.frames_received(self._framer.flush())
 
     def readConnectionLost(self) -> None:
+        self._cancel(self._quiet)
         self.session.frames_received(self._framer.flush())
         self.session.input_ended()
 
@@ -96,25 +164,62 @@ class ChatProtocol(Protocol):
         """We never half-close our side; nothing to do."""
 
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
-        if self._abort is not None and self._abort.active():
-            self._abort.cancel()
+        self._cancel(self._abort)
+        self._cancel(self._quiet)
         self._closing = True
         self.session.ended(why_lost(reason))
 
+    # IPushProducer: the transport tells us how the client is reading.
+
+    def pauseProducing(self) -> None:
+        if self._queued is None:
+            self._queued = 0
+
+    def resumeProducing(self) -> None:
+        self._queued = None
+
+    def stopProducing(self) -> None:
+        self._queued = None
+
     # IConnection
 
-    def send_line(self, text: str) -> None:
-        if not self._closing:
-            self._transport.write(encode_line(text))
+    def send_line(self, text: str, encoding: str = "utf-8") -> None:
+        if self._closing:
+            return
+        data = encode_line(text, encoding)
+        self._transport.write(data)
+        if self._queued is not None:
+            self._queued += len(data)
+            if self._queued > self._config.send_queue:
+                self.session.send_queue_full(self._queued)
 
     def close(self) -> None:
         if self._closing:
             return
         self._closing = True
+        # Twisted does not close while a producer is registered.
+        self._transport.unregisterProducer()
         self._transport.loseConnection()
         self._abort = self._clock.callLater(
-            self._server.config.close_grace, self._transport.abortConnection
+            self._config.close_grace, self._transport.abortConnection
         )
+
+    def abort(self) -> None:
+        self._closing = True
+        self._transport.unregisterProducer()
+        self._transport.abortConnection()
+
+    def pause_reading(self) -> None:
+        self._transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        if not self._closing:
+            self._transport.resumeProducing()
+
+    @staticmethod
+    def _cancel(call: IDelayedCall | None) -> None:
+        if call is not None and call.active():
+            call.cancel()
 
 
 class ChatFactory(Factory):

@@ -1,29 +1,40 @@
 """
 The server's logic: what happens to each client, independent of the wire.
 
-L{ChatServer} is the root object a listening factory feeds; it opens one
-L{Session} per connection.  A session greets, receives decoded lines, logs
-them as data, takes part in the room (L{twisted_tcpchat.room}), and ends on
-the exit word, C{/quit}, a kick or disconnect - or, in C{once} mode, after
-the first message.
+L{ChatServer} is the root object a listening factory feeds; it admits or
+refuses each connection and opens one L{Session} per admitted one.  A
+session greets, receives lines, decodes them (UTF-8, or the GBK of a Chinese
+Windows console), logs them as data, paces a flooding client, takes part in
+the room (L{twisted_tcpchat.room}), and ends on the exit word, C{/quit}, a
+kick, an idle timeout, a full send queue or disconnect - or, in C{once} mode,
+after the first message.
 """
 
 from __future__ import annotations
 
 import enum
+import resource
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_tcpchat.commands import perform
 from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.interfaces import IConnection, IParticipant, IRoom
+from twisted_tcpchat.limits import (
+    Admission,
+    TokenBucket,
+    clients_for_open_files,
+    parse_networks,
+)
 from twisted_tcpchat.room import Room
-from twisted_tcpchat.wire import Frame, Overlong, decode, escape_controls, render_template
+from twisted_tcpchat.wire import Codec, Frame, Overlong, escape_controls, render_template
 
 log = Logger(namespace="tcpchat")
 
@@ -60,10 +71,13 @@ class State(enum.Enum):
 
 class ChatServer:
     """
-    The server: its settings, its room, and the sessions it is serving.
+    The server: its settings, its room, its admission rules, and the
+    sessions it is serving.
 
     @ivar config: the settings.
     @ivar room: where sessions talk; None in C{once} mode, which has no room.
+    @ivar max_clients: how many sessions at once; more are told the server
+        is full.
     """
 
     def __init__(
@@ -73,9 +87,12 @@ class ChatServer:
         room: IRoom | None = None,
     ) -> None:
         self.config = config = config if config is not None else ChatConfig()
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.clock = clock
         if room is None and not config.once:
-            if clock is None:
-                raise TypeError("a clock is needed for the default room")
             room = Room(
                 clock,
                 history=config.history,
@@ -84,19 +101,39 @@ class ChatServer:
                 reserved={"server", config.console_name},
             )
         self.room = room
+        # Until a service sizes it from the open-file limit (--max-clients
+        # unset), the limit of the process as it is.
+        self.max_clients = config.max_clients or clients_for_open_files(
+            resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        )
+        self.admission = Admission(
+            config.per_address, config.connect_rate, 60.0, parse_networks(config.exempt)
+        )
         self._sessions: set[Session] = set()
         self._empty_waiters: list[Deferred[None]] = []
 
     def connected(self, connection: IConnection, peer: Peer) -> Session:
-        """A client connected: open its session, greet it, seat it in the room."""
+        """
+        A client connected: refuse it with one line (server full, too many
+        from its address), or open its session, greet it, seat it.
+        """
         session = Session(self, connection, peer)
+        refusal = None
+        if len(self._sessions) >= self.max_clients:
+            refusal = f"error: server full ({self.max_clients} clients); try again later"
+        else:
+            refusal = self.admission.admit(peer.host, self.clock.seconds())
+        if refusal is not None:
+            session.refuse(refusal)
+            return session
         self._sessions.add(session)
         session.greet()
         return session
 
     def session_ended(self, session: Session) -> None:
-        """A session is over; forget it."""
+        """An admitted session is over; forget it."""
         self._sessions.discard(session)
+        self.admission.release(session.peer.host)
         if not self._sessions:
             waiters, self._empty_waiters = self._empty_waiters, []
             for waiter in waiters:
@@ -129,18 +166,38 @@ class Session:
 
     Each method is one event from the wire (see L{ChatProtocol}): C{greet}
     on connect, C{frames_received} per read, C{overflowed} when a line never
-    ends, C{input_ended} on half-close, C{ended} when the connection is gone.
-    Towards the room it is an L{IParticipant}.
+    ends, C{not_chat} for traffic that is not chat, C{send_queue_full} when
+    the client stops reading, C{input_ended} on half-close, C{ended} when the
+    connection is gone.  Towards the room it is an L{IParticipant}.
+
+    Flood control: unless the client's address is exempt, lines pass a token
+    bucket; the excess waits in C{_pending} (and the connection stops
+    reading, so TCP pushes back); too many waiting ends the session.
     """
 
     def __init__(self, server: ChatServer, connection: IConnection, peer: Peer) -> None:
+        config = server.config
         self.server = server
         self.connection = connection
         self.peer = peer
         self.state = State.OPEN
         self.name = ""
-        self._config = server.config
+        self.codec = Codec(config.encoding)
+        self._config = config
+        self._clock = server.clock
         self._room = server.room
+        self._admitted = False
+        now = self._clock.seconds()
+        self._bucket = (
+            None
+            if server.admission.is_exempt(peer.host)
+            else TokenBucket(config.flood_rate, config.flood_burst, now)
+        )
+        self._pending: deque[Frame] = deque()
+        self._drain_call: IDelayedCall | None = None
+        self._input_ended = False
+        self._active_at = now
+        self._idle_call: IDelayedCall | None = None
 
     def __str__(self) -> str:
         """Who this is, for the log: the address, with the name once it has one."""
@@ -149,7 +206,7 @@ class Session:
     # IParticipant
 
     def send_line(self, text: str) -> None:
-        self.connection.send_line(text)
+        self.connection.send_line(text, self.codec.output)
 
     def disconnect(self, reason: str) -> None:
         if self.state is State.OPEN:
@@ -157,8 +214,16 @@ class Session:
 
     # events from the wire
 
+    def refuse(self, line: str) -> None:
+        """The server will not take this client: one line, then close."""
+        log.info("{peer} refused: {line}", peer=str(self.peer), line=line)
+        self.send_line(line)
+        self.state = State.CLOSING
+        self.connection.close()
+
     def greet(self) -> None:
         """Send the greeting, then join the room."""
+        self._admitted = True
         fields = {
             "peer": self.peer.host,
             "port": self.peer.port,
@@ -166,21 +231,120 @@ class Session:
             "clients": self.server.client_count,
         }
         for line in render_template(self._config.greeting, fields):
-            self.connection.send_line(line)
+            self.send_line(line)
         if self._room is not None:
             self._room.join(self)
+        if self._config.idle_timeout:
+            self._idle_call = self._clock.callLater(self._config.idle_timeout, self._check_idle)
         log.info("{who} connected", who=str(self))
 
     def frames_received(self, frames: Iterable[Frame]) -> None:
-        """Handle the lines of one read, in order, until the session closes."""
-        for frame in frames:
-            if self.state is not State.OPEN:
+        """Handle the lines of one read, in order, paced by flood control."""
+        if self.state is not State.OPEN:
+            return
+        if self._bucket is None:
+            for frame in frames:
+                if self.state is not State.OPEN:
+                    return
+                self._handle(frame)
+            return
+        self._pending.extend(frames)
+        if len(self._pending) > self._config.flood_queue:
+            self._end(
+                "excess flood",
+                f"error: excess flood: more than {self._config.flood_queue} lines waiting; "
+                "disconnecting",
+                f"flooded ({len(self._pending)} lines waiting); disconnected",
+            )
+            return
+        self._drain(self._bucket)
+
+    def overflowed(self, pending: int) -> None:
+        """The client sent more than the limit without ending a line."""
+        if self.state is State.OPEN:
+            self._end(
+                "line too long",
+                f"error: {pending} bytes without a line end (the limit is "
+                f"{self._config.max_unterminated}); disconnecting",
+                f"sent {pending} bytes without a line end; disconnected",
+            )
+
+    def not_chat(self, line: str) -> None:
+        """The client speaks another protocol (HTTP, TLS): say so, close."""
+        if self.state is State.OPEN:
+            self._end("not a chat client", line, f"is not a chat client ({line})")
+
+    def send_queue_full(self, queued: int) -> None:
+        """
+        The client has stopped reading and its send queue passed the cap:
+        cut it off, so that memory stays bounded and nobody else waits.
+        """
+        if self.state is State.OPEN:
+            self._leave_room("not reading")
+            log.info(
+                "{who} disconnected: not reading, {queued} bytes queued (the limit is {cap})",
+                who=str(self),
+                queued=queued,
+                cap=self._config.send_queue,
+            )
+            self.state = State.CLOSING
+            self.connection.abort()
+
+    def shut_down(self, notice: str) -> None:
+        """The server is stopping: say so, and close."""
+        if self.state is State.OPEN:
+            self.send_line(notice)
+            self._close("disconnected: server shutting down")
+
+    def input_ended(self) -> None:
+        """
+        The client will send nothing more: its waiting lines still go to the
+        room, then it gets what it is owed, then the connection closes.
+        """
+        self._input_ended = True
+        if self.state is State.OPEN and not self._pending:
+            self._leave_room("disconnected")
+            self._close("disconnected (closed by the client)")
+
+    def ended(self, why: str) -> None:
+        """The connection is gone; C{why} says how, for the log."""
+        if self.state is State.OPEN:
+            self._leave_room("disconnected")
+            log.info("{who} disconnected ({why})", who=str(self), why=why)
+        self.state = State.CLOSED
+        for call in (self._drain_call, self._idle_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._pending.clear()
+        if self._admitted:
+            self.server.session_ended(self)
+
+    # lines
+
+    def _drain(self, bucket: TokenBucket) -> None:
+        """Handle waiting lines as the bucket allows; wait and stop reading when it does not."""
+        if self._drain_call is not None and self._drain_call.active():
+            return  # already waiting for the next token
+        self._drain_call = None
+        while self._pending and self.state is State.OPEN:
+            wait = bucket.delay(self._clock.seconds())
+            if wait > 0:
+                self._drain_call = self._clock.callLater(wait, self._drain, bucket)
+                self.connection.pause_reading()
                 return
-            try:
-                self._frame_received(frame)
-            except Exception:
-                log.failure("internal error handling a line from {who}", who=str(self))
-                self.connection.send_line("error: internal error; your line was not handled")
+            self._handle(self._pending.popleft())
+        if self.state is State.OPEN:
+            self.connection.resume_reading()
+            if self._input_ended:
+                self.input_ended()
+
+    def _handle(self, frame: Frame) -> None:
+        self._active_at = self._clock.seconds()
+        try:
+            self._frame_received(frame)
+        except Exception:
+            log.failure("internal error handling a line from {who}", who=str(self))
+            self.send_line("error: internal error; your line was not handled")
 
     def _frame_received(self, frame: Frame) -> None:
         if isinstance(frame, Overlong):
@@ -189,20 +353,21 @@ class Session:
                 who=str(self),
                 size=frame.size,
             )
-            self.connection.send_line(
+            self.send_line(
                 f"error: line too long ({frame.size} bytes; the limit is "
                 f"{self._config.max_line}); not delivered"
             )
             return
-        text = decode(frame)
+        text = self.codec.decode(frame)
         if text is None:
             log.info(
-                "{who} sent {size} bytes that are not UTF-8: {text}",
+                "{who} sent {size} bytes in no known encoding: {text}",
                 who=str(self),
                 size=len(frame),
                 text=escape_controls(frame.decode("utf-8", "backslashreplace")),
             )
-            self.connection.send_line("error: that line is not valid UTF-8; not delivered")
+            expected = self._config.encoding or "UTF-8 or GBK"
+            self.send_line(f"error: that line is not {expected} text; not delivered")
             return
         self.line_received(text, len(frame))
 
@@ -220,50 +385,42 @@ class Session:
             text=escape_controls(text),
         )
         if self._room is None:
-            self.connection.send_line(f"Received {size} bytes. Goodbye.")
+            self.send_line(f"Received {size} bytes. Goodbye.")
             self._close("was served once")
             return
         quit = perform(self._room, self, text)
         if quit is not None:
             self._leave(quit.reason, f"quit ({quit.reason})")
 
-    def overflowed(self, pending: int) -> None:
-        """The client sent more than the limit without ending a line."""
+    # timers
+
+    def _check_idle(self) -> None:
+        self._idle_call = None
         if self.state is not State.OPEN:
             return
-        self.connection.send_line(
-            f"error: {pending} bytes without a line end (the limit is "
-            f"{self._config.max_unterminated}); disconnecting"
+        timeout = self._config.idle_timeout
+        idle = self._clock.seconds() - self._active_at
+        if idle < timeout:
+            self._idle_call = self._clock.callLater(timeout - idle, self._check_idle)
+            return
+        self._end(
+            "timed out",
+            f"error: idle for {timeout:g} s; disconnecting",
+            f"timed out after {timeout:g} s idle; disconnected",
         )
-        self._leave_room("line too long")
-        self._close(f"sent {pending} bytes without a line end; disconnected")
 
-    def shut_down(self, notice: str) -> None:
-        """The server is stopping: say so, and close."""
-        if self.state is State.OPEN:
-            self.connection.send_line(notice)
-            self._close("disconnected: server shutting down")
-
-    def input_ended(self) -> None:
-        """The client will send nothing more: flush what it is owed, close."""
-        if self.state is State.OPEN:
-            self._leave_room("disconnected")
-            self._close("disconnected (closed by the client)")
-
-    def ended(self, why: str) -> None:
-        """The connection is gone; C{why} says how, for the log."""
-        if self.state is State.OPEN:
-            self._leave_room("disconnected")
-            log.info("{who} disconnected ({why})", who=str(self), why=why)
-        self.state = State.CLOSED
-        self.server.session_ended(self)
-
-    # inside
+    # ending
 
     def _leave(self, reason: str, what: str) -> None:
         """The client asked to go: leave the room, say goodbye, close."""
         self._leave_room(reason)
-        self.connection.send_line("Goodbye.")
+        self.send_line("Goodbye.")
+        self._close(what)
+
+    def _end(self, reason: str, line: str, what: str) -> None:
+        """The server ends the session: leave the room, tell the client why, close."""
+        self._leave_room(reason)
+        self.send_line(line)
         self._close(what)
 
     def _leave_room(self, reason: str) -> None:
@@ -273,4 +430,5 @@ class Session:
     def _close(self, what: str) -> None:
         log.info("{who} {what}", who=str(self), what=what)
         self.state = State.CLOSING
+        self._pending.clear()
         self.connection.close()

@@ -7,6 +7,7 @@ twistd plugin (L{twisted_tcpchat.tap}) builds the same thing from options.
 
 from __future__ import annotations
 
+import resource
 import sys
 from collections.abc import Sequence
 from typing import Any, cast
@@ -21,6 +22,7 @@ from twisted.python.failure import Failure
 
 from twisted_tcpchat.config import DEFAULT_PORT, ChatConfig
 from twisted_tcpchat.console import Console
+from twisted_tcpchat.limits import clients_for_open_files
 from twisted_tcpchat.protocol import ChatFactory, address_parts
 from twisted_tcpchat.server import ChatServer, Peer
 
@@ -33,6 +35,18 @@ DEFAULT_LISTEN = (f"tcp6:{DEFAULT_PORT}:interface=\\:\\:",)
 #: Seconds a stopping server waits for clients to take the shutdown notice
 #: before it cuts them off.
 SHUTDOWN_GRACE = 1.0
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft open-file limit to the hard one; return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 class ListenError(Exception):
@@ -92,15 +106,36 @@ class ChatService(MultiService):
         self._reactor = reactor
         self.ports: list[IListeningPort] = []
         self._listening = False
+        self._sized = False
 
     def privilegedStartService(self) -> None:
         # Listen here, before twistd sheds privileges (-u/-g), so that a
         # port below 1024 works.
+        self._size_for_open_files()
         self._listen_everywhere()
         super().privilegedStartService()
 
+    def _size_for_open_files(self) -> None:
+        """
+        Raise the open-file limit to its hard limit, and unless the operator
+        set --max-clients, take as many clients as it then allows.
+        """
+        if self._sized:
+            return
+        self._sized = True
+        limit = raise_open_file_limit()
+        server = self.factory.server
+        if server.config.max_clients is None:
+            server.max_clients = clients_for_open_files(limit)
+        log.info(
+            "tcpchat takes up to {clients} clients (open-file limit {limit})",
+            clients=server.max_clients,
+            limit=limit,
+        )
+
     def startService(self) -> None:
         # `twist` and plain embedders call only this.
+        self._size_for_open_files()
         self._listen_everywhere()
         super().startService()
         server = self.factory.server

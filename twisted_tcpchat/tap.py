@@ -5,6 +5,7 @@ The twistd plugin's options and service: C{twistd -n tcpchat --port 65432}.
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 from typing import cast
 
@@ -13,6 +14,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
 from twisted_tcpchat.config import DEFAULT_GREETING, DEFAULT_PORT, ChatConfig
+from twisted_tcpchat.limits import LOOPBACK
 from twisted_tcpchat.service import ChatService, make_service
 from twisted_tcpchat.wire import GREETING_FIELDS
 
@@ -60,6 +62,17 @@ def _integer(option: str, value: str, low: int, high: int | None = None) -> int:
     if number is None or number < low or (high is not None and number > high):
         bounds = f"{low} to {high}" if high is not None else f"at least {low}"
         raise usage.UsageError(f"--{option}: {value!r} is not a whole number {bounds}")
+    return number
+
+
+def _number(option: str, value: str, positive: bool = True) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number) or number < 0 or (positive and number == 0):
+        bound = "more than 0" if positive else "0 or more"
+        raise usage.UsageError(f"--{option}: {value!r} is not a number {bound}")
     return number
 
 
@@ -132,11 +145,66 @@ class Options(usage.Options):
             "16384",
             "Bytes without a line end before the client is disconnected.",
         ],
+        [
+            "quiet-time",
+            None,
+            "0.3",
+            "Seconds of silence after which what a client sent without any line end is one "
+            "message (classic C clients); a client that has ended a line is held to lines.",
+        ],
+        [
+            "encoding",
+            None,
+            None,
+            "Every client's text encoding. [default: per client: UTF-8, else GBK/GB18030]",
+        ],
+        ["flood-burst", None, "10", "Lines a client may send at once before pacing starts."],
+        ["flood-rate", None, "2", "Lines per second a client may send after its burst."],
+        [
+            "flood-queue",
+            None,
+            "50",
+            "Paced lines waiting past which the client is disconnected (excess flood).",
+        ],
+        [
+            "send-queue",
+            None,
+            str(256 * 1024),
+            "Bytes queued for a client that does not read past which it is disconnected.",
+        ],
+        [
+            "max-clients",
+            None,
+            None,
+            "Clients at once; more are told the server is full. "
+            "[default: the open-file limit (raised to its hard limit) less 64]",
+        ],
+        [
+            "per-address",
+            None,
+            "16",
+            "Connections at once from one address (IPv6: one /64).",
+        ],
+        ["connect-rate", None, "10", "New connections per minute from one address."],
+        [
+            "idle-timeout",
+            None,
+            "0",
+            "Seconds without a line before a client is disconnected (0: never).",
+        ],
+        [
+            "keepalive",
+            None,
+            "60",
+            "Seconds of silence before TCP keepalive probes (every 10 s, 6 times) find a "
+            "vanished peer (0: off).",
+        ],
     ]
 
     def __init__(self, reactor: IReactorCore | None = None) -> None:
         super().__init__()
         self["listen"] = []
+        self["exempt"] = None
         self._reactor = reactor
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -152,6 +220,13 @@ class Options(usage.Options):
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint: tcp:65432, tcp6:65432:interface=\\:\\:1, unix:/run/tcpchat.sock (repeatable; with it, --port and --interface add a listener only when given). [default: tcp6:65432:interface=\\:\\:]"""  # noqa: E501
         self["listen"].append(description)
+
+    def opt_exempt(self, cidr: str) -> None:
+        """A network (CIDR) free of the per-address and flood limits; repeatable; 'none' for no network. [default: 127.0.0.0/8 and ::1]"""  # noqa: E501
+        if self["exempt"] is None:
+            self["exempt"] = []
+        if cidr != "none":
+            self["exempt"].append(cidr)
 
     def opt_port(self, value: str) -> None:
         self["port"] = value
@@ -189,6 +264,22 @@ class Options(usage.Options):
                 echo=bool(self["echo"]),
                 quiet_presence=bool(self["quiet-presence"]),
                 console_name=self["console-name"],
+                quiet_time=_number("quiet-time", self["quiet-time"]),
+                encoding=self["encoding"],
+                flood_burst=_integer("flood-burst", self["flood-burst"], 1),
+                flood_rate=_number("flood-rate", self["flood-rate"]),
+                flood_queue=_integer("flood-queue", self["flood-queue"], 1),
+                send_queue=_integer("send-queue", self["send-queue"], 1),
+                max_clients=(
+                    None
+                    if self["max-clients"] is None
+                    else _integer("max-clients", self["max-clients"], 1)
+                ),
+                per_address=_integer("per-address", self["per-address"], 1),
+                connect_rate=_integer("connect-rate", self["connect-rate"], 1),
+                exempt=LOOPBACK if self["exempt"] is None else tuple(self["exempt"]),
+                idle_timeout=_number("idle-timeout", self["idle-timeout"], positive=False),
+                keepalive=_integer("keepalive", self["keepalive"], 0),
             )
         except ValueError as e:
             raise usage.UsageError(f"--{e}") from None

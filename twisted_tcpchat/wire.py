@@ -45,7 +45,10 @@ Frame = bytes | Overlong
 class LineBuffer:
     """
     Incremental line framing: LF ends a line and one CR before it is dropped,
-    so nc, telnet and C ``fgets`` + ``send`` clients all work.
+    so nc, telnet and C ``fgets`` + ``send`` clients all work.  NUL ends a
+    line too - a C string - and the rest of that read is dropped: a classic
+    client that sends its whole fixed-size buffer sends its string, the NUL,
+    then whatever was left in the buffer.
 
     Linear in the input (one C-level ``split`` per read, unlike
     ``LineReceiver``, twisted#6357), and bounded: a line longer than
@@ -54,10 +57,13 @@ class LineBuffer:
     can drop a client that never ends its line.
     """
 
-    __slots__ = ("_overflow", "_overflow_cr", "_tail", "max_line")
+    __slots__ = ("_overflow", "_overflow_cr", "_tail", "max_line", "terminated")
 
     def __init__(self, max_line: int = 4096) -> None:
         self.max_line = max_line
+        #: Whether a line end (LF or NUL) has been seen: a client that ends its
+        #: lines is held to them, so its partial lines are never cut short.
+        self.terminated = False
         self._tail = b""
         # Bytes of the current over-long line seen so far (0: not in one).
         self._overflow = 0
@@ -72,10 +78,15 @@ class LineBuffer:
         """
         Take the bytes of one read; return the lines they complete, in order.
         """
+        nul = data.find(b"\0")
+        if nul >= 0:
+            data = data[:nul] + b"\n"
         if self._tail:
             data = self._tail + data
         parts = data.split(b"\n")
         tail = parts.pop()
+        if parts:
+            self.terminated = True
         frames: list[Frame] = []
         limit = self.max_line
         for line in parts:
@@ -104,7 +115,12 @@ class LineBuffer:
         The input has ended: the unterminated rest, if any, as a last frame
         (a classic C client may send its message with no line end at all).
         """
-        return self.feed(b"\n") if self.pending else []
+        if not self.pending:
+            return []
+        terminated = self.terminated
+        frames = self.feed(b"\n")
+        self.terminated = terminated
+        return frames
 
 
 def split_lines(data: bytes, max_line: int = 4096) -> list[Frame]:
@@ -137,9 +153,89 @@ def decode(raw: bytes, encoding: str = "utf-8") -> str | None:
         return None
 
 
+_last_encoded: tuple[str, str, bytes] = ("", "", b"")
+
+
 def encode_line(text: str, encoding: str = "utf-8") -> bytes:
-    """One line to send: made safe to show, encoded, terminated."""
-    return escape_controls(text).encode(encoding, "replace") + EOL
+    """
+    One line to send: made safe to show, encoded, terminated.  The room sends
+    one line to many clients in a row, so the last result is kept.
+    """
+    global _last_encoded
+    last_text, last_encoding, data = _last_encoded
+    if text is last_text and encoding == last_encoding:
+        return data
+    data = escape_controls(text).encode(encoding, "replace") + EOL
+    _last_encoded = (text, encoding, data)
+    return data
+
+
+#: What a client's bytes are tried as, in order, until one fits: UTF-8, then
+#: GB18030 (the superset of GBK, what a Chinese Windows console sends).
+DETECTED = ("utf-8", "gb18030")
+
+#: What goes back to a client detected as GB18030: GBK, which a Chinese
+#: Windows console shows (characters outside it become "?").
+_OUTPUT = {"gb18030": "gbk"}
+
+
+class Codec:
+    """
+    One client's text encoding: fixed, or detected line by line.
+
+    Detection keeps the encoding of the last non-ASCII line that decoded,
+    trying that one first; C{output} is what to encode lines to it with.
+    """
+
+    __slots__ = ("_candidates", "_fixed", "encoding")
+
+    def __init__(self, encoding: str | None = None) -> None:
+        self._fixed = encoding is not None
+        self.encoding = encoding or DETECTED[0]
+        self._candidates = DETECTED
+
+    @property
+    def output(self) -> str:
+        """The encoding to send this client text in."""
+        return _OUTPUT.get(self.encoding, self.encoding)
+
+    def decode(self, raw: bytes) -> str | None:
+        """The text of one line, or None when no encoding fits its bytes."""
+        if self._fixed:
+            return decode(raw, self.encoding)
+        if raw.isascii():
+            return raw.decode("ascii")
+        for encoding in (self.encoding, *self._candidates):
+            text = decode(raw, encoding)
+            if text is not None:
+                self.encoding = encoding
+                return text
+        return None
+
+
+_HTTP_METHODS = (
+    b"GET ",
+    b"HEAD ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+)
+
+
+def sniff(first: bytes) -> str | None:
+    """
+    Recognise traffic that is not chat from the first bytes of a connection:
+    the one line to answer it with, or None for anything that may be chat.
+    """
+    if first[:2] == b"\x16\x03":
+        return "error: this port speaks plain text, not TLS; connect without TLS"
+    if first.startswith(_HTTP_METHODS) and b" HTTP/" in first.split(b"\n", 1)[0]:
+        return "error: this is a chat server, not a web server; connect with nc or tcpchat"
+    return None
 
 
 # ---------------------------------------------------------------- templates

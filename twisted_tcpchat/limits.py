@@ -1,0 +1,161 @@
+"""
+Abuse limits as pure bookkeeping: a token bucket for flood control, and
+per-address admission (concurrent connections, connection rate, exempt
+networks).  The time is always passed in, so tests need no clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Iterable
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Loopback, exempt by default (as ergo does): local tools and benchmarks
+#: are not abusers.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+#: File descriptors kept back from clients: listeners, logs, stdio, and
+#: whatever else the process opens (a Redis link, a TLS context file).
+RESERVED_FILES = 64
+
+
+def clients_for_open_files(limit: int) -> int:
+    """How many clients an open-file limit leaves room for."""
+    return max(1, limit - RESERVED_FILES)
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """
+    Networks from CIDR strings (a bare address is a /32 or /128).
+
+    @raise ValueError: naming the bad one.
+    """
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not an IPv4 or IPv6 network (CIDR)") from None
+    return tuple(networks)
+
+
+class TokenBucket:
+    """
+    Lines a client may send: a burst at once, then a steady rate.
+
+    @ivar rate: tokens added per second.
+    @ivar burst: the most tokens held.
+    """
+
+    __slots__ = ("_at", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = now
+
+    def delay(self, now: float) -> float:
+        """
+        Take a token if there is one (return 0), else return how many seconds
+        until there will be.
+        """
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+
+class Admission:
+    """
+    Who may connect: at most C{per_address} connections at once from one
+    address, and C{rate} new ones per C{window} seconds; IPv6 addresses
+    count by their /64, what one host usually holds.  Exempt networks are
+    never limited.  Memory is bounded by the addresses seen in the last
+    C{window} seconds plus those connected.
+    """
+
+    def __init__(
+        self,
+        per_address: int,
+        rate: int,
+        window: float,
+        exempt: Iterable[Network] = (),
+    ) -> None:
+        self.per_address = per_address
+        self.rate = rate
+        self.window = window
+        self.exempt = tuple(exempt)
+        self._open: dict[str, int] = {}
+        self._recent: dict[str, deque[float]] = {}
+        self._admitted = 0
+
+    def is_exempt(self, host: str) -> bool:
+        """Whether C{host} (an IP address, or e.g. C{unix}) is never limited."""
+        address = _address(host)
+        if address is None:
+            return True
+        return any(address in network for network in self.exempt)
+
+    def admit(self, host: str, now: float) -> str | None:
+        """
+        Count a new connection from C{host}, or refuse it: the refusal is the
+        line to send.
+        """
+        key = self._key(host)
+        if key is None:
+            return None
+        if self._open.get(key, 0) >= self.per_address:
+            return (
+                f"error: too many connections from your address (the limit is "
+                f"{self.per_address}); try again later"
+            )
+        recent = self._recent.setdefault(key, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= self.rate:
+            wait = int(recent[0] + self.window - now) + 1
+            return (
+                f"error: too many new connections from your address (the limit is "
+                f"{self.rate} per {self.window:g} s); try again in {wait} s"
+            )
+        recent.append(now)
+        self._open[key] = self._open.get(key, 0) + 1
+        self._admitted += 1
+        if self._admitted % 1024 == 0:
+            self._forget_old(now)
+        return None
+
+    def release(self, host: str) -> None:
+        """A connection that L{admit} counted has ended."""
+        key = self._key(host)
+        if key is None or key not in self._open:
+            return
+        self._open[key] -= 1
+        if not self._open[key]:
+            del self._open[key]
+
+    def _key(self, host: str) -> str | None:
+        address = _address(host)
+        if address is None or any(address in network for network in self.exempt):
+            return None
+        if address.version == 6:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address)
+
+    def _forget_old(self, now: float) -> None:
+        stale = [k for k, t in self._recent.items() if not t or t[-1] <= now - self.window]
+        for key in stale:
+            del self._recent[key]
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
