@@ -218,8 +218,9 @@ def start_twistd(
 class FakeParticipant:
     """An IParticipant that records what the room sends it and whether it was told to go."""
 
-    def __init__(self, label: str = "") -> None:
+    def __init__(self, label: str = "", address: str = "192.0.2.50") -> None:
         self.name = ""
+        self.address = address
         self.label = label
         self.lines: list[str] = []
         self.gone: str | None = None

@@ -290,7 +290,7 @@ class KickTests(RoomCase):
     def test_non_operator_cannot_kick(self) -> None:
         a, b = self.joined("a", "b")
         self.room.kick(a, "guest2", "")
-        self.assertEqual(a.take(), ["error: only operators may kick"])
+        self.assertEqual(a.take(), ["error: only operators may do that"])
         self.assertIsNone(b.gone)
 
 

@@ -6,6 +6,7 @@ the room.  Shared by client sessions and the operator console.
 from __future__ import annotations
 
 from twisted_tcpchat.interfaces import IParticipant, IRoom
+from twisted_tcpchat.limits import parse_duration
 
 HELP = (
     "* commands:",
@@ -15,6 +16,8 @@ HELP = (
     "*   /me ACTION           an action, shown as: * yourname ACTION",
     "*   /quit [REASON]       leave the room",
     "*   /kick NAME [REASON]  remove someone (operators only)",
+    "*   /ban NAME|ADDRESS [DURATION]  ban an address, e.g. for 15m, 2h, 7d (operators)",
+    "*   /unban ADDRESS       lift a ban; /bans lists them (operators)",
     "*   //TEXT               say a line that starts with /",
 )
 
@@ -23,6 +26,8 @@ USAGE = {
     "msg": "/msg NAME TEXT",
     "me": "/me ACTION",
     "kick": "/kick NAME [REASON]",
+    "ban": "/ban NAME|ADDRESS [DURATION]",
+    "unban": "/unban ADDRESS",
 }
 
 
@@ -54,7 +59,7 @@ def perform(room: IRoom, participant: IParticipant, text: str) -> Quit | None:
     rest = rest.strip()
     first, _, tail = rest.partition(" ")
     tail = tail.strip()
-    if command in ("nick", "msg", "me", "kick") and not rest:
+    if command in USAGE and not rest:
         participant.send_line(f"error: usage: {USAGE[command]}")
     elif command == "nick":
         room.rename(participant, rest)
@@ -67,6 +72,17 @@ def perform(room: IRoom, participant: IParticipant, text: str) -> Quit | None:
         room.act(participant, rest)
     elif command == "kick":
         room.kick(participant, first, tail)
+    elif command == "ban":
+        try:
+            duration = parse_duration(tail) if tail else None
+        except ValueError as e:
+            participant.send_line(f"error: {e}; usage: {USAGE['ban']}")
+        else:
+            room.ban(participant, first, duration)
+    elif command == "unban":
+        room.unban(participant, rest)
+    elif command == "bans":
+        room.list_bans(participant)
     elif command == "who":
         room.who(participant)
     elif command == "quit":

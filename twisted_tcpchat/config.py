@@ -54,6 +54,10 @@ class ChatConfig:
     @ivar keepalive: seconds of silence before TCP keepalive probes start
         (then every 10 s, 6 times: a vanished peer is noticed in about
         keepalive + 60 s); 0 leaves keepalive off.
+    @ivar allow: networks (CIDR) that alone may connect, if any are given.
+    @ivar deny: networks refused, unless also allowed.
+    @ivar operators: login names that may /kick and /ban.
+    @ivar tls_timeout: seconds a TLS handshake may take.
     """
 
     greeting: str = DEFAULT_GREETING
@@ -78,6 +82,10 @@ class ChatConfig:
     exempt: tuple[str, ...] = LOOPBACK
     idle_timeout: float = 0.0
     keepalive: int = 60
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+    tls_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         try:
@@ -118,9 +126,16 @@ class ChatConfig:
         for name in ("idle_timeout", "keepalive"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name.replace('_', '-')}: must not be negative")
-        try:
-            parse_networks(self.exempt)
-        except ValueError as e:
-            raise ValueError(f"exempt: {e}") from None
+        for name in ("exempt", "allow", "deny"):
+            try:
+                parse_networks(getattr(self, name))
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+        for operator in self.operators:
+            problem = name_problem(operator)
+            if problem is not None:
+                raise ValueError(f"op: {problem}")
+        if self.tls_timeout <= 0:
+            raise ValueError("tls-timeout: must be more than 0")
         if self.close_grace < 0:
             raise ValueError(f"close-grace: {self.close_grace} must not be negative")

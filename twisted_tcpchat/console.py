@@ -30,6 +30,7 @@ class Console(Protocol):
 
     def __init__(self, room: IRoom, name: str = "server", max_line: int = 4096) -> None:
         self.name = ""
+        self.address = ""
         self._room = room
         self._wanted_name = name
         self._framer = LineBuffer(max_line)

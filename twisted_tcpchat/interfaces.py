@@ -45,6 +45,7 @@ class IParticipant(Interface):
     """
 
     name = Attribute("The participant's name in the room; set by the room only.")
+    address = Attribute("The participant's IP address, for bans by name; empty for the console.")
 
     def send_line(text: str) -> None:
         """Deliver one line of room traffic to this participant."""
@@ -91,3 +92,19 @@ class IRoom(Interface):
 
     def kick(participant: IParticipant, target: str, reason: str) -> None:
         """An operator removes the member named C{target}."""
+
+    def ban(participant: IParticipant, target: str, duration: float | None) -> None:
+        """
+        An operator bans the address of the member named C{target}, or the
+        address or network C{target}, for C{duration} seconds or (None) until
+        the server restarts; members there are removed.
+        """
+
+    def unban(participant: IParticipant, target: str) -> None:
+        """An operator lifts the ban on the address or network C{target}."""
+
+    def list_bans(participant: IParticipant) -> None:
+        """Send an operator the bans in force."""
+
+    def banned(address: str) -> str | None:
+        """Whether C{address} is banned now: the line to refuse it with, or None."""

@@ -159,3 +159,84 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return None
+
+
+class AccessList:
+    """
+    C{--allow} and C{--deny}: with an allow list, only its networks get in;
+    a denied network is refused unless it is also allowed (allow wins, as in
+    ncat).
+    """
+
+    def __init__(self, allow: Iterable[Network] = (), deny: Iterable[Network] = ()) -> None:
+        self.allow = tuple(allow)
+        self.deny = tuple(deny)
+
+    def permits(self, host: str) -> bool:
+        """Whether a client at C{host} may connect (non-IP peers, e.g. UNIX, always may)."""
+        address = _address(host)
+        if address is None:
+            return True
+        if any(address in network for network in self.allow):
+            return True
+        if self.allow:
+            return False
+        return not any(address in network for network in self.deny)
+
+
+def parse_duration(text: str) -> float:
+    """
+    C{90}, C{90s}, C{15m}, C{2h}, C{7d} as seconds.
+
+    @raise ValueError: for anything else.
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    if not number.isdigit() or int(number) == 0:
+        raise ValueError(f"{text!r} is not a duration (like 90s, 15m, 2h, 7d)")
+    return float(int(number) * units[unit])
+
+
+def network_of(host: str) -> Network | None:
+    """The network a ban on C{host} covers: the address, or its /64 for IPv6."""
+    address = _address(host)
+    if address is None:
+        return None
+    prefix = 64 if address.version == 6 else 32
+    return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+
+
+class Bans:
+    """
+    Banned networks, each until a time or for as long as the server runs.
+    Held in memory only: a restart lifts them.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[Network, float | None] = {}
+
+    def add(self, network: Network, until: float | None) -> None:
+        self._until[network] = until
+
+    def remove(self, network: Network) -> bool:
+        return self._until.pop(network, False) is not False
+
+    def ban_on(self, host: str, now: float) -> tuple[Network, float | None] | None:
+        """The ban that covers C{host} now, if any, as (network, until)."""
+        address = _address(host)
+        if address is None:
+            return None
+        for network, until in list(self._until.items()):
+            if until is not None and until <= now:
+                del self._until[network]
+            elif address in network:
+                return network, until
+        return None
+
+    def listing(self, now: float) -> list[tuple[Network, float | None]]:
+        """The bans in force, for /bans."""
+        return [
+            (network, until)
+            for network, until in self._until.items()
+            if until is None or until > now
+        ]

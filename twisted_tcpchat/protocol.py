@@ -14,10 +14,13 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IPushProducer,
     IReactorTime,
+    ISSLTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -25,6 +28,8 @@ from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.interfaces import IConnection
 from twisted_tcpchat.server import ChatServer, Peer, Session
 from twisted_tcpchat.wire import LineBuffer, encode_line, sniff
+
+log = Logger(namespace="tcpchat")
 
 
 def address_parts(address: IAddress) -> tuple[str, int]:
@@ -58,6 +63,10 @@ def tune_tcp(transport: object, keepalive: int) -> None:
     sockets, in-memory fakes) are left alone.
     """
     sock = getattr(transport, "getHandle", lambda: None)()
+    if not isinstance(sock, socket.socket):
+        # Under TLS the protocol's transport wraps the TCP one.
+        inner = getattr(transport, "transport", None)
+        sock = getattr(inner, "getHandle", lambda: None)()
     if not isinstance(sock, socket.socket) or sock.family not in (
         socket.AF_INET,
         socket.AF_INET6,
@@ -86,12 +95,16 @@ class StreamTransport(typing.Protocol):
     def getHost(self) -> IAddress: ...
 
 
-@implementer(IConnection, IHalfCloseableProtocol, IPushProducer)
+@implementer(IConnection, IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
 class ChatProtocol(Protocol):
     """
-    One client connection.  IProtocol, IHalfCloseableProtocol and
-    IPushProducer API towards Twisted, IConnection API towards the
-    L{Session}.
+    One client connection.  IProtocol, IHalfCloseableProtocol,
+    IPushProducer and IHandshakeListener API towards Twisted, IConnection
+    API towards the L{Session}.
+
+    Under TLS the session starts only once the handshake is done, so a
+    client that never finishes it is dropped by a timeout without ever
+    having been greeted, counted or announced.
 
     Half-closeable, so that a client that shuts down its sending side (nc -N,
     a C client's shutdown(SHUT_WR)) still gets every line owed to it: without
@@ -115,6 +128,9 @@ class ChatProtocol(Protocol):
         self._first = True
         self._abort: IDelayedCall | None = None
         self._quiet: IDelayedCall | None = None
+        self._handshake: IDelayedCall | None = None
+        # Whether the session exists (under TLS: after the handshake).
+        self._started = False
         # Bytes written since the transport asked us to pause (None: not paused).
         self._queued: int | None = None
 
@@ -126,6 +142,34 @@ class ChatProtocol(Protocol):
         self._transport = transport = cast(StreamTransport, self.transport)
         tune_tcp(transport, self._config.keepalive)
         transport.registerProducer(self, True)
+        if ISSLTransport.providedBy(transport):
+            self._handshake = self._clock.callLater(
+                self._config.tls_timeout, self._handshake_timed_out
+            )
+        else:
+            self._start()
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener API: TLS is up; now the chat begins."""
+        self._cancel(self._handshake)
+        self._start()
+
+    def _handshake_timed_out(self) -> None:
+        log.info(
+            "{peer} did not finish the TLS handshake in {timeout:g} s; dropped",
+            peer=str(self._peer()),
+            timeout=self._config.tls_timeout,
+        )
+        self._closing = True
+        self._transport.abortConnection()
+
+    def _peer(self) -> Peer:
+        host, port = address_parts(self._transport.getPeer())
+        return Peer(host, port, "")
+
+    def _start(self) -> None:
+        self._started = True
+        transport = self._transport
         host, port = address_parts(transport.getPeer())
         local_host, local_port = address_parts(transport.getHost())
         server_address = str(Peer(local_host, local_port, ""))
@@ -157,6 +201,9 @@ class ChatProtocol(Protocol):
 
     def readConnectionLost(self) -> None:
         self._cancel(self._quiet)
+        if not self._started:
+            self.abort()
+            return
         self.session.frames_received(self._framer.flush())
         self.session.input_ended()
 
@@ -167,7 +214,15 @@ class ChatProtocol(Protocol):
         self._cancel(self._abort)
         self._cancel(self._quiet)
         self._closing = True
-        self.session.ended(why_lost(reason))
+        if self._started:
+            self.session.ended(why_lost(reason))
+        elif self._handshake is not None and self._handshake.active():
+            self._handshake.cancel()
+            log.info(
+                "{peer} left during the TLS handshake ({why})",
+                peer=str(self._peer()),
+                why=why_lost(reason),
+            )
 
     # IPushProducer: the transport tells us how the client is reading.
 

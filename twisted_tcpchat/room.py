@@ -9,6 +9,7 @@ take its place for a server spread over processes.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from collections import deque
@@ -20,6 +21,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_tcpchat.interfaces import IParticipant, IRoom
+from twisted_tcpchat.limits import Bans, Network, network_of
 
 log = Logger(namespace="tcpchat")
 
@@ -38,6 +40,14 @@ def name_problem(name: str) -> str | None:
     if _NAME.fullmatch(name) is None:
         return f"invalid name {name!r}: use {NAME_RULE}"
     return None
+
+
+def _network(text: str) -> Network | None:
+    """An address or CIDR network, or None when C{text} is neither (a name)."""
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
 
 
 def format_idle(seconds: float) -> str:
@@ -88,6 +98,7 @@ class Room:
         self._by_key: dict[str, _Member] = {}
         self._by_participant: dict[IParticipant, _Member] = {}
         self._guests = itertools.count(1)
+        self._bans = Bans()
 
     # membership
 
@@ -116,11 +127,8 @@ class Room:
         self._announce(f"* {member.name} left ({reason})")
 
     def kick(self, participant: IParticipant, target: str, reason: str) -> None:
-        kicker = self._member(participant)
+        kicker = self._operator(participant)
         if kicker is None:
-            return
-        if not kicker.operator:
-            participant.send_line("error: only operators may kick")
             return
         victim = self._find(participant, target)
         if victim is None:
@@ -130,6 +138,76 @@ class Room:
         victim.participant.send_line(f"* you were {why}")
         self._announce(f"* {victim.name} left ({why})")
         victim.participant.disconnect(why)
+
+    def ban(self, participant: IParticipant, target: str, duration: float | None) -> None:
+        operator = self._operator(participant)
+        if operator is None:
+            return
+        network = _network(target)
+        if network is None:
+            member = self._find(participant, target)
+            if member is None:
+                return
+            network = network_of(member.participant.address)
+            if network is None:
+                participant.send_line(f"error: {member.name} has no address to ban")
+                return
+        until = None if duration is None else self._clock.seconds() + duration
+        self._bans.add(network, until)
+        how_long = (
+            "until the server restarts" if duration is None else f"for {format_idle(duration)}"
+        )
+        log.info(
+            "{op} banned {network} {how_long}",
+            op=operator.name,
+            network=str(network),
+            how_long=how_long,
+        )
+        participant.send_line(f"* banned {network} {how_long}")
+        why = f"banned by {operator.name}"
+        for member in list(self._by_participant.values()):
+            address = network_of(member.participant.address)
+            if (
+                member is not operator
+                and address is not None
+                and address.version == network.version
+                and address.subnet_of(network)  # type: ignore[arg-type]
+            ):
+                self._remove(member)
+                member.participant.send_line(f"* you were {why} {how_long}")
+                self._announce(f"* {member.name} left ({why})")
+                member.participant.disconnect(why)
+
+    def unban(self, participant: IParticipant, target: str) -> None:
+        operator = self._operator(participant)
+        if operator is None:
+            return
+        network = _network(target)
+        if network is None or not self._bans.remove(network):
+            participant.send_line(f"error: {target!r} is not banned (/bans lists the bans)")
+            return
+        log.info("{op} lifted the ban on {network}", op=operator.name, network=str(network))
+        participant.send_line(f"* lifted the ban on {network}")
+
+    def list_bans(self, participant: IParticipant) -> None:
+        if self._operator(participant) is None:
+            return
+        now = self._clock.seconds()
+        bans = self._bans.listing(now)
+        participant.send_line(f"* {len(bans)} bans")
+        for network, until in bans:
+            left = "until restart" if until is None else f"{format_idle(until - now)} left"
+            participant.send_line(f"*   {network} ({left})")
+
+    def banned(self, address: str) -> str | None:
+        ban = self._bans.ban_on(address, self._clock.seconds())
+        if ban is None:
+            return None
+        _network_banned, until = ban
+        if until is None:
+            return "error: your address is banned until the server restarts"
+        left = format_idle(until - self._clock.seconds())
+        return f"error: your address is banned for another {left}"
 
     # conversation
 
@@ -205,6 +283,13 @@ class Room:
         member = self._by_participant.get(participant)
         if member is None:
             participant.send_line("error: you are not in the room")
+        return member
+
+    def _operator(self, participant: IParticipant) -> _Member | None:
+        member = self._member(participant)
+        if member is not None and not member.operator:
+            participant.send_line("error: only operators may do that")
+            return None
         return member
 
     def _find(self, participant: IParticipant, name: str) -> _Member | None:

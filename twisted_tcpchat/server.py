@@ -13,30 +13,43 @@ after the first message.
 from __future__ import annotations
 
 import enum
+import math
 import resource
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_tcpchat.auth import LoginError, Logins
 from twisted_tcpchat.commands import perform
 from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.interfaces import IConnection, IParticipant, IRoom
 from twisted_tcpchat.limits import (
+    AccessList,
     Admission,
     TokenBucket,
     clients_for_open_files,
     parse_networks,
 )
-from twisted_tcpchat.room import Room
+from twisted_tcpchat.room import Room, name_problem
 from twisted_tcpchat.wire import Codec, Frame, Overlong, escape_controls, render_template
 
 log = Logger(namespace="tcpchat")
+
+
+def redact(text: str) -> str:
+    """A line as it may be logged: the password of a /login is never shown."""
+    if text[:7].lower() == "/login ":
+        name = text[7:].strip().partition(" ")[0]
+        return f"/login {name} ********"
+    return text
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,7 @@ class ChatServer:
     @ivar room: where sessions talk; None in C{once} mode, which has no room.
     @ivar max_clients: how many sessions at once; more are told the server
         is full.
+    @ivar access: the --allow/--deny lists.
     """
 
     def __init__(
@@ -85,6 +99,7 @@ class ChatServer:
         config: ChatConfig | None = None,
         clock: IReactorTime | None = None,
         room: IRoom | None = None,
+        checkers: Sequence[ICredentialsChecker] = (),
     ) -> None:
         self.config = config = config if config is not None else ChatConfig()
         if clock is None:
@@ -109,6 +124,9 @@ class ChatServer:
         self.admission = Admission(
             config.per_address, config.connect_rate, 60.0, parse_networks(config.exempt)
         )
+        self.access = AccessList(parse_networks(config.allow), parse_networks(config.deny))
+        #: Logins, when the server requires them (checkers were given).
+        self.logins = Logins(checkers) if checkers else None
         self._sessions: set[Session] = set()
         self._empty_waiters: list[Deferred[None]] = []
 
@@ -118,10 +136,8 @@ class ChatServer:
         from its address), or open its session, greet it, seat it.
         """
         session = Session(self, connection, peer)
-        refusal = None
-        if len(self._sessions) >= self.max_clients:
-            refusal = f"error: server full ({self.max_clients} clients); try again later"
-        else:
+        refusal = self._refusal(peer)
+        if refusal is None:
             refusal = self.admission.admit(peer.host, self.clock.seconds())
         if refusal is not None:
             session.refuse(refusal)
@@ -129,6 +145,18 @@ class ChatServer:
         self._sessions.add(session)
         session.greet()
         return session
+
+    def _refusal(self, peer: Peer) -> str | None:
+        """Why a client may not come in (before it is counted), or None."""
+        if not self.access.permits(peer.host):
+            return "error: your address is not allowed on this server"
+        if self.room is not None:
+            banned = self.room.banned(peer.host)
+            if banned is not None:
+                return banned
+        if len(self._sessions) >= self.max_clients:
+            return f"error: server full ({self.max_clients} clients); try again later"
+        return None
 
     def session_ended(self, session: Session) -> None:
         """An admitted session is over; forget it."""
@@ -182,6 +210,7 @@ class Session:
         self.peer = peer
         self.state = State.OPEN
         self.name = ""
+        self.address = peer.host
         self.codec = Codec(config.encoding)
         self._config = config
         self._clock = server.clock
@@ -198,6 +227,9 @@ class Session:
         self._input_ended = False
         self._active_at = now
         self._idle_call: IDelayedCall | None = None
+        # None: no login needed; False: not yet; True: logged in.
+        self._logged_in: bool | None = None if server.logins is None else False
+        self._login_pending = False
 
     def __str__(self) -> str:
         """Who this is, for the log: the address, with the name once it has one."""
@@ -232,7 +264,9 @@ class Session:
         }
         for line in render_template(self._config.greeting, fields):
             self.send_line(line)
-        if self._room is not None:
+        if self._logged_in is False:
+            self.send_line("* this server needs a login: /login NAME PASSWORD")
+        elif self._room is not None:
             self._room.join(self)
         if self._config.idle_timeout:
             self._idle_call = self._clock.callLater(self._config.idle_timeout, self._check_idle)
@@ -382,8 +416,11 @@ class Session:
             "{who} sent {size} bytes: {text}",
             who=str(self),
             size=size,
-            text=escape_controls(text),
+            text=escape_controls(redact(text)),
         )
+        if self._logged_in is False:
+            self._before_login(text)
+            return
         if self._room is None:
             self.send_line(f"Received {size} bytes. Goodbye.")
             self._close("was served once")
@@ -391,6 +428,74 @@ class Session:
         quit = perform(self._room, self, text)
         if quit is not None:
             self._leave(quit.reason, f"quit ({quit.reason})")
+
+    # logins
+
+    def _before_login(self, text: str) -> None:
+        """A line from a client that has not logged in: only /login, /help, /quit."""
+        command, _, rest = text.partition(" ")
+        command = command.lower()
+        if command == "/login":
+            name, _, password = rest.strip().partition(" ")
+            if not name or not password:
+                self.send_line("error: usage: /login NAME PASSWORD")
+            elif self.server.logins is not None:
+                self._login(self.server.logins, name, password)
+        elif command == "/quit":
+            self._leave(rest.strip() or "quit", "quit before logging in")
+        elif command == "/help":
+            self.send_line("* log in first: /login NAME PASSWORD; /quit leaves")
+        else:
+            self.send_line("error: log in first: /login NAME PASSWORD")
+
+    def _login(self, logins: Logins, name: str, password: str) -> None:
+        if self._login_pending:
+            self.send_line("error: wait for the answer to your last /login")
+            return
+        now = self._clock.seconds()
+        wait = logins.wait(self.peer.host, now)
+        if wait > 0:
+            self.send_line(
+                f"error: too many failed logins from your address; try again in {math.ceil(wait)} s"
+            )
+            return
+        self._login_pending = True
+        logins.attempt(self.peer.host, name, password, now).addCallbacks(
+            self._logged_in_as, self._login_failed, errbackArgs=(name,)
+        ).addErrback(self._login_broke)
+
+    def _logged_in_as(self, name: str) -> None:
+        self._login_pending = False
+        if self.state is not State.OPEN:
+            return
+        problem = name_problem(name)
+        if problem is not None:
+            self.send_line(f"error: your login cannot be a chat name ({problem})")
+            return
+        if self._room is None:
+            self._logged_in = True
+            return
+        operator = name.lower() in {op.lower() for op in self._config.operators}
+        self._room.join(self, name=name, operator=operator)
+        if not self.name:
+            return  # the room said why (the name is in use)
+        self._logged_in = True
+        log.info("{who} logged in{op}", who=str(self), op=" as an operator" if operator else "")
+
+    def _login_failed(self, failure: Failure, name: str) -> None:
+        failure.trap(LoginError)
+        self._login_pending = False
+        log.info(
+            "{peer} failed to log in as {name}", peer=str(self.peer), name=escape_controls(name)
+        )
+        if self.state is State.OPEN:
+            self.send_line("error: wrong name or password")
+
+    def _login_broke(self, failure: Failure) -> None:
+        self._login_pending = False
+        log.failure("login check failed for {peer}", failure, peer=str(self.peer))
+        if self.state is State.OPEN:
+            self.send_line("error: internal error checking the login; try again")
 
     # timers
 

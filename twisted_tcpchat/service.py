@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from twisted.application.service import MultiService
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, TimeoutError
@@ -25,6 +26,7 @@ from twisted_tcpchat.console import Console
 from twisted_tcpchat.limits import clients_for_open_files
 from twisted_tcpchat.protocol import ChatFactory, address_parts
 from twisted_tcpchat.server import ChatServer, Peer
+from twisted_tcpchat.tls import HardenedTLSReactor
 
 log = Logger(namespace="tcpchat")
 
@@ -155,7 +157,7 @@ class ChatService(MultiService):
             self._listen(description)
 
     def _listen(self, description: str) -> None:
-        endpoint = serverFromString(self._reactor, description)
+        endpoint = serverFromString(HardenedTLSReactor(self._reactor), description)
         outcome: list[IListeningPort | Failure] = []
         endpoint.listen(self.factory).addBoth(outcome.append)
         # Endpoints for TCP, UNIX and TLS answer at once.
@@ -200,6 +202,7 @@ def make_service(
     *,
     reactor: IReactorCore | None = None,
     console: bool = False,
+    checkers: Sequence[ICredentialsChecker] = (),
 ) -> ChatService:
     """
     The chat server as a service to add to an application.
@@ -210,11 +213,13 @@ def make_service(
     @param reactor: the reactor to listen with (default: the global one).
     @param console: whether this process's stdin and stdout are the operator's
         console in the room.
+    @param checkers: twisted.cred checkers of names and passwords; with any,
+        clients must C{/login NAME PASSWORD} before they may talk.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = cast(IReactorCore, default_reactor)
     clock = cast(IReactorTime, reactor)
-    factory = ChatFactory(server=ChatServer(config, clock), clock=clock)
+    factory = ChatFactory(server=ChatServer(config, clock, checkers=checkers), clock=clock)
     return ChatService(factory, listen, reactor, console)

@@ -9,6 +9,8 @@ import math
 import socket
 from typing import cast
 
+from twisted.cred import strcred
+from twisted.cred.credentials import IUsernamePassword
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
@@ -79,8 +81,11 @@ def _number(option: str, value: str, positive: bool = True) -> float:
 _FIELDS_HELP = "; ".join(f"{{{k}}}: {v}" for k, v in GREETING_FIELDS.items())
 
 
-class Options(usage.Options):
+class Options(usage.Options, strcred.AuthOptionMixin):
     """Options of C{twistd tcpchat}."""
+
+    # --auth: names and passwords, checked by any twisted.cred checker.
+    supportedInterfaces = (IUsernamePassword,)
 
     synopsis = "[options]"
     longdesc = (
@@ -193,6 +198,12 @@ class Options(usage.Options):
             "Seconds without a line before a client is disconnected (0: never).",
         ],
         [
+            "tls-timeout",
+            None,
+            "10",
+            "Seconds a TLS client has to finish its handshake before it is dropped.",
+        ],
+        [
             "keepalive",
             None,
             "60",
@@ -205,6 +216,10 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["exempt"] = None
+        self["operators"] = []
+        self["allow"] = []
+        self["deny"] = []
+        self["credCheckers"] = []
         self._reactor = reactor
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -220,6 +235,22 @@ class Options(usage.Options):
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint: tcp:65432, tcp6:65432:interface=\\:\\:1, unix:/run/tcpchat.sock (repeatable; with it, --port and --interface add a listener only when given). [default: tcp6:65432:interface=\\:\\:]"""  # noqa: E501
         self["listen"].append(description)
+
+    def opt_auth(self, description: str) -> None:
+        """Require logins checked by twisted.cred: memory:NAME:PASSWORD[:NAME:PASSWORD...], file:PATH (lines of name:password), unix; repeatable; see --help-auth. [default: no login needed]"""  # noqa: E501
+        super().opt_auth(description)
+
+    def opt_op(self, name: str) -> None:
+        """A login name that may /kick and /ban (repeatable; needs --auth)."""
+        self["operators"].append(name)
+
+    def opt_allow(self, cidr: str) -> None:
+        """Only these networks (CIDR) may connect (repeatable); allow wins over --deny. [default: everyone]"""  # noqa: E501
+        self["allow"].append(cidr)
+
+    def opt_deny(self, cidr: str) -> None:
+        """Refuse these networks (CIDR) unless allowed (repeatable). [default: none]"""
+        self["deny"].append(cidr)
 
     def opt_exempt(self, cidr: str) -> None:
         """A network (CIDR) free of the per-address and flood limits; repeatable; 'none' for no network. [default: 127.0.0.0/8 and ::1]"""  # noqa: E501
@@ -280,19 +311,35 @@ class Options(usage.Options):
                 exempt=LOOPBACK if self["exempt"] is None else tuple(self["exempt"]),
                 idle_timeout=_number("idle-timeout", self["idle-timeout"], positive=False),
                 keepalive=_integer("keepalive", self["keepalive"], 0),
+                allow=tuple(self["allow"]),
+                deny=tuple(self["deny"]),
+                operators=tuple(self["operators"]),
+                tls_timeout=_number("tls-timeout", self["tls-timeout"]),
             )
         except ValueError as e:
             raise usage.UsageError(f"--{e}") from None
         self._check_console()
+        if self["operators"] and not self["credCheckers"]:
+            raise usage.UsageError(
+                "--op needs --auth: without logins anyone could take an operator's name"
+            )
         listen = [with_backlog(d, backlog) for d in self["listen"]]
         if self._port_given or not listen:
             listen.append(tcp_description(port, interface, backlog))
         reactor = self._get_reactor()
         for description in listen:
+            if description.startswith("ssl:") and ":sslmethod=" in description:
+                raise usage.UsageError(
+                    "--listen: sslmethod= would bypass the TLS 1.2 minimum; leave it out"
+                )
             try:
                 serverFromString(reactor, description)
-            except (ValueError, TypeError, KeyError) as e:
+            except (ValueError, TypeError, KeyError, OSError) as e:
                 raise usage.UsageError(f"--listen: bad endpoint {description!r}: {e}") from None
+            except Exception as e:  # e.g. OpenSSL.SSL.Error for a key that is not one
+                raise usage.UsageError(
+                    f"--listen: bad endpoint {description!r}: {type(e).__name__}: {e}"
+                ) from None
         self["endpoints"] = listen
 
     def _check_console(self) -> None:
@@ -320,6 +367,7 @@ class Options(usage.Options):
             self["config"],
             reactor=self._get_reactor(),
             console=bool(self["console"]),
+            checkers=self["credCheckers"],
         )
 
 
