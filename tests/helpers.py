@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_tcpchat.config import ChatConfig
@@ -59,7 +61,7 @@ def connect(
     config: ChatConfig | None = None,
     *,
     factory: ChatFactory | None = None,
-    peer: IPv4Address = CLIENT,
+    peer: IPv4Address | IPv6Address = CLIENT,
     clock: Clock | None = None,
 ) -> tuple[ChatProtocol, StringTransport]:
     """A server protocol connected to a StringTransport, greeting sent."""
@@ -69,6 +71,35 @@ def connect(
     transport = StringTransport(hostAddress=SERVER, peerAddress=peer)
     protocol.makeConnection(transport)
     return protocol, transport
+
+
+class Client:
+    """
+    A client of a factory on a StringTransport, for conversations in tests:
+    what it sends, and the lines it has received since the last look.
+    """
+
+    def __init__(self, factory: ChatFactory, peer: IPv4Address | IPv6Address = CLIENT) -> None:
+        self.protocol, self.transport = connect(factory=factory, peer=peer)
+        self._seen = 0
+
+    def send(self, data: bytes | str) -> None:
+        """Send raw bytes, or one line of text (a line end is added)."""
+        if isinstance(data, str):
+            data = data.encode() + b"\n"
+        self.protocol.dataReceived(data)
+
+    def raw(self) -> bytes:
+        return self.transport.value()
+
+    def new_lines(self, encoding: str = "utf-8") -> list[str]:
+        lines = self.transport.value().decode(encoding).split("\r\n")[:-1]
+        fresh, self._seen = lines[self._seen :], len(lines)
+        return fresh
+
+    def lost(self) -> None:
+        """The client goes away (FIN)."""
+        self.protocol.connectionLost(Failure(ConnectionDone()))
 
 
 def lines_of(transport: StringTransport) -> list[str]:

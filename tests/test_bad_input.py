@@ -10,14 +10,12 @@ from __future__ import annotations
 import socket
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import connect, messages
+from tests.helpers import Client, messages
 from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.protocol import ChatFactory, ChatProtocol, tune_tcp
 
@@ -26,29 +24,6 @@ LOCAL = IPv4Address("TCP", "127.0.0.1", 50000)
 
 def remote(n: int = 7, port: int = 40000) -> IPv4Address:
     return IPv4Address("TCP", f"192.0.2.{n}", port)
-
-
-class Client:
-    """A client of the factory on a StringTransport; reads what it got so far."""
-
-    def __init__(self, factory: ChatFactory, peer: IPv4Address | IPv6Address) -> None:
-        self.protocol, self.transport = connect(factory=factory, peer=peer)
-        self._seen = 0
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def raw(self) -> bytes:
-        return self.transport.value()
-
-    def new_lines(self, encoding: str = "utf-8") -> list[str]:
-        data = self.transport.value()
-        lines = data.decode(encoding).split("\r\n")[:-1]
-        fresh, self._seen = lines[self._seen :], len(lines)
-        return fresh
-
-    def lost(self) -> None:
-        self.protocol.connectionLost(Failure(ConnectionDone()))
 
 
 class BadInputCase(SynchronousTestCase):

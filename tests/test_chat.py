@@ -14,26 +14,10 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import connect, lines_of, messages, welcome
+from tests.helpers import Client, connect, lines_of, messages, welcome
 from twisted_tcpchat.config import DEFAULT_GREETING, ChatConfig
 from twisted_tcpchat.console import Console
 from twisted_tcpchat.protocol import ChatFactory
-
-
-class Client:
-    """One connected client: what it has received since the last look."""
-
-    def __init__(self, factory: ChatFactory) -> None:
-        self.protocol, self.transport = connect(factory=factory)
-        self._seen = 0
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def new_lines(self) -> list[str]:
-        lines = lines_of(self.transport)
-        fresh, self._seen = lines[self._seen :], len(lines)
-        return fresh
 
 
 class RoomOverProtocolTests(SynchronousTestCase):

@@ -23,8 +23,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.certs import make_certs, ssl_listen
 from tests.helpers import (
     DEADLINE,
+    Client,
     Process,
-    connect,
     installed_script,
     start_twistd,
     wait_for,
@@ -164,20 +164,9 @@ def login_factory(clock: Clock, **config: object) -> ChatFactory:
     return ChatFactory(server=server, clock=clock)
 
 
-class Line:
-    def __init__(self, factory: ChatFactory, host: str = "192.0.2.7", port: int = 4000) -> None:
-        self.protocol, self.transport = connect(
-            factory=factory, peer=IPv4Address("TCP", host, port)
-        )
-        self._seen = 0
-
-    def send(self, text: str) -> None:
-        self.protocol.dataReceived(text.encode() + b"\n")
-
-    def new(self) -> list[str]:
-        lines = self.transport.value().decode().split("\r\n")[:-1]
-        fresh, self._seen = lines[self._seen :], len(lines)
-        return fresh
+def Line(factory: ChatFactory, host: str = "192.0.2.7", port: int = 4000) -> Client:
+    """A client from HOST:PORT (the login tests care about addresses)."""
+    return Client(factory, IPv4Address("TCP", host, port))
 
 
 class LoginTests(SynchronousTestCase):
@@ -188,62 +177,66 @@ class LoginTests(SynchronousTestCase):
     def test_login_needed_before_talking(self) -> None:
         guest = Line(self.factory)
         self.assertEqual(
-            guest.new(), [DEFAULT_GREETING, "* this server needs a login: /login NAME PASSWORD"]
+            guest.new_lines(),
+            [DEFAULT_GREETING, "* this server needs a login: /login NAME PASSWORD"],
         )
         other = Line(self.factory, port=4001)
         other.send("/login bob builder")
-        other.new()
+        other.new_lines()
         guest.send("hello?")
-        self.assertEqual(guest.new(), ["error: log in first: /login NAME PASSWORD"])
-        self.assertEqual(other.new(), [], "nothing relayed before login")
+        self.assertEqual(guest.new_lines(), ["error: log in first: /login NAME PASSWORD"])
+        self.assertEqual(other.new_lines(), [], "nothing relayed before login")
 
     def test_right_password_joins_with_login_name(self) -> None:
         bob = Line(self.factory, port=4001)
         bob.send("/login bob builder")
-        bob.new()
+        bob.new_lines()
         alice = Line(self.factory)
-        alice.new()
+        alice.new_lines()
         alice.send("/login alice wonderland")
-        self.assertEqual(alice.new(), [welcome("alice")])
-        self.assertEqual(bob.new(), ["* alice joined"])
+        self.assertEqual(alice.new_lines(), [welcome("alice")])
+        self.assertEqual(bob.new_lines(), ["* alice joined"])
         alice.send("hi bob")
-        self.assertEqual(bob.new(), ["<alice> hi bob"])
+        self.assertEqual(bob.new_lines(), ["<alice> hi bob"])
 
     def test_wrong_password_one_line_then_throttled(self) -> None:
         """Each failure doubles the wait before the next try: 1 s, 2 s, 4 s ..."""
         mallory = Line(self.factory)
-        mallory.new()
+        mallory.new_lines()
         mallory.send("/login alice guess1")
-        self.assertEqual(mallory.new(), ["error: wrong name or password"])
+        self.assertEqual(mallory.new_lines(), ["error: wrong name or password"])
         mallory.send("/login alice guess2")
         self.assertEqual(
-            mallory.new(), ["error: too many failed logins from your address; try again in 1 s"]
+            mallory.new_lines(),
+            ["error: too many failed logins from your address; try again in 1 s"],
         )
         self.clock.advance(1)
         mallory.send("/login alice guess3")
-        self.assertEqual(mallory.new(), ["error: wrong name or password"])
+        self.assertEqual(mallory.new_lines(), ["error: wrong name or password"])
         self.clock.advance(1.5)
         mallory.send("/login alice guess4")
         self.assertEqual(
-            mallory.new(), ["error: too many failed logins from your address; try again in 1 s"]
+            mallory.new_lines(),
+            ["error: too many failed logins from your address; try again in 1 s"],
         )
         self.clock.advance(0.5)
         mallory.send("/login alice wonderland")
-        self.assertEqual(mallory.new(), [welcome("alice")])
+        self.assertEqual(mallory.new_lines(), [welcome("alice")])
 
     def test_throttle_is_per_address_across_connections(self) -> None:
         first = Line(self.factory, port=1)
         first.send("/login bob nope")
         second = Line(self.factory, port=2)
-        second.new()
+        second.new_lines()
         second.send("/login bob builder")
         self.assertEqual(
-            second.new(), ["error: too many failed logins from your address; try again in 1 s"]
+            second.new_lines(),
+            ["error: too many failed logins from your address; try again in 1 s"],
         )
         elsewhere = Line(self.factory, host="192.0.2.8")
-        elsewhere.new()
+        elsewhere.new_lines()
         elsewhere.send("/login bob builder")
-        self.assertEqual(elsewhere.new(), [welcome("bob")])
+        self.assertEqual(elsewhere.new_lines(), [welcome("bob")])
 
     def test_passwords_never_logged(self) -> None:
         with capturedLogs() as events:
@@ -267,20 +260,20 @@ class LoginTests(SynchronousTestCase):
     def test_same_login_twice(self) -> None:
         Line(self.factory).send("/login bob builder")
         again = Line(self.factory, host="192.0.2.8")
-        again.new()
+        again.new_lines()
         again.send("/login bob builder")
-        self.assertEqual(again.new(), ["error: the name 'bob' is taken"])
+        self.assertEqual(again.new_lines(), ["error: the name 'bob' is taken"])
         again.send("talking?")
-        self.assertEqual(again.new(), ["error: log in first: /login NAME PASSWORD"])
+        self.assertEqual(again.new_lines(), ["error: log in first: /login NAME PASSWORD"])
 
     def test_usage_help_and_quit_before_login(self) -> None:
         guest = Line(self.factory)
-        guest.new()
+        guest.new_lines()
         guest.send("/login alice")
         guest.send("/help")
         guest.send("/quit later")
         self.assertEqual(
-            guest.new(),
+            guest.new_lines(),
             [
                 "error: usage: /login NAME PASSWORD",
                 "* log in first: /login NAME PASSWORD; /quit leaves",
@@ -293,9 +286,9 @@ class LoginTests(SynchronousTestCase):
         """/nick still works after login (the login only picks the first name)."""
         alice = Line(self.factory)
         alice.send("/login alice wonderland")
-        alice.new()
+        alice.new_lines()
         alice.send("/nick queen")
-        self.assertEqual(alice.new(), ["* you are now queen"])
+        self.assertEqual(alice.new_lines(), ["* you are now queen"])
 
 
 # ---------------------------------------------------------------- operators
@@ -309,31 +302,32 @@ class OperatorTests(SynchronousTestCase):
         self.alice.send("/login alice wonderland")
         self.bob = Line(self.factory, host="192.0.2.2")
         self.bob.send("/login bob builder")
-        self.alice.new()
-        self.bob.new()
+        self.alice.new_lines()
+        self.bob.new_lines()
 
     def test_operator_kicks(self) -> None:
         self.alice.send("/kick bob calm down")
-        self.assertEqual(self.bob.new(), ["* you were kicked by alice: calm down"])
+        self.assertEqual(self.bob.new_lines(), ["* you were kicked by alice: calm down"])
         self.assertTrue(self.bob.transport.disconnecting)
-        self.assertEqual(self.alice.new(), ["* bob left (kicked by alice: calm down)"])
+        self.assertEqual(self.alice.new_lines(), ["* bob left (kicked by alice: calm down)"])
 
     def test_non_operator_cannot_kick_or_ban(self) -> None:
         self.bob.send("/kick alice")
         self.bob.send("/ban alice")
         self.bob.send("/bans")
-        self.assertEqual(self.bob.new(), ["error: only operators may do that"] * 3)
+        self.assertEqual(self.bob.new_lines(), ["error: only operators may do that"] * 3)
         self.assertFalse(self.alice.transport.disconnecting)
 
     def test_ban_by_name_for_a_while(self) -> None:
         self.alice.send("/ban bob 10m")
         self.assertEqual(
-            self.alice.new(), ["* banned 192.0.2.2/32 for 10m", "* bob left (banned by alice)"]
+            self.alice.new_lines(),
+            ["* banned 192.0.2.2/32 for 10m", "* bob left (banned by alice)"],
         )
-        self.assertEqual(self.bob.new(), ["* you were banned by alice for 10m"])
+        self.assertEqual(self.bob.new_lines(), ["* you were banned by alice for 10m"])
         self.assertTrue(self.bob.transport.disconnecting)
         back = Line(self.factory, host="192.0.2.2", port=5000)
-        self.assertEqual(back.new(), ["error: your address is banned for another 10m"])
+        self.assertEqual(back.new_lines(), ["error: your address is banned for another 10m"])
         self.assertTrue(back.transport.disconnecting)
         self.clock.advance(601)
         later = Line(self.factory, host="192.0.2.2", port=5001)
@@ -341,16 +335,16 @@ class OperatorTests(SynchronousTestCase):
 
     def test_ban_network_until_restart_and_unban(self) -> None:
         self.alice.send("/ban 192.0.2.0/30")
-        self.assertIn("* banned 192.0.2.0/30 until the server restarts", self.alice.new())
+        self.assertIn("* banned 192.0.2.0/30 until the server restarts", self.alice.new_lines())
         self.assertTrue(self.bob.transport.disconnecting)
         self.assertFalse(self.alice.transport.disconnecting, "an operator does not ban herself")
         self.alice.send("/bans")
-        self.assertEqual(self.alice.new(), ["* 1 bans", "*   192.0.2.0/30 (until restart)"])
+        self.assertEqual(self.alice.new_lines(), ["* 1 bans", "*   192.0.2.0/30 (until restart)"])
         self.assertIn(
-            "banned until the server restarts", Line(self.factory, host="192.0.2.3").new()[0]
+            "banned until the server restarts", Line(self.factory, host="192.0.2.3").new_lines()[0]
         )
         self.alice.send("/unban 192.0.2.0/30")
-        self.assertEqual(self.alice.new(), ["* lifted the ban on 192.0.2.0/30"])
+        self.assertEqual(self.alice.new_lines(), ["* lifted the ban on 192.0.2.0/30"])
         self.assertFalse(Line(self.factory, host="192.0.2.3").transport.disconnecting)
 
     def test_ban_errors(self) -> None:
@@ -358,7 +352,7 @@ class OperatorTests(SynchronousTestCase):
         self.alice.send("/ban bob soon")
         self.alice.send("/unban 10.0.0.1")
         self.assertEqual(
-            self.alice.new(),
+            self.alice.new_lines(),
             [
                 "error: no one here is named 'nobody'",
                 "error: 'soon' is not a duration (like 90s, 15m, 2h, 7d); usage: "
@@ -374,9 +368,9 @@ class OperatorTests(SynchronousTestCase):
         from twisted.internet.testing import StringTransport
 
         console.makeConnection(StringTransport())
-        self.bob.new()
+        self.bob.new_lines()
         console.dataReceived(b"/ban bob 1h\n")
-        self.assertEqual(self.bob.new(), ["* you were banned by server for 1h"])
+        self.assertEqual(self.bob.new_lines(), ["* you were banned by server for 1h"])
 
     def test_op_option_needs_auth(self) -> None:
         with self.assertRaises(SystemExit) as e:
