@@ -514,3 +514,26 @@ class RobustnessTests(BadInputCase):
         self.assertIsInstance(protocol, ChatProtocol)
         protocol.makeConnection(StringTransport(peerAddress=LOCAL))
         protocol.dataReceived(b"fine\n")
+
+
+class TokenBucketTests(SynchronousTestCase):
+    def test_rounding_never_gives_a_wait_too_small_to_pass(self) -> None:
+        """
+        Found by the fuzz test: tokens a hair under 1 made a wait of ~1e-15 s,
+        and at a large clock value now + wait == now, so the drain spun forever.
+        """
+        from twisted_tcpchat.limits import TokenBucket
+
+        bucket = TokenBucket(rate=3.0, burst=1, now=1e9)
+        bucket._tokens = 1 - 1e-15
+        self.assertEqual(bucket.delay(1e9), 0.0)
+        wait = bucket.delay(1e9)
+        self.assertGreater(1e9 + wait, 1e9)
+
+    def test_burst_then_rate(self) -> None:
+        from twisted_tcpchat.limits import TokenBucket
+
+        bucket = TokenBucket(rate=2.0, burst=3, now=0.0)
+        self.assertEqual([bucket.delay(0.0) for _ in range(3)], [0.0, 0.0, 0.0])
+        self.assertEqual(bucket.delay(0.0), 0.5)
+        self.assertEqual(bucket.delay(0.5), 0.0)

@@ -65,10 +65,13 @@ class TokenBucket:
         """
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        # Within rounding of a whole token is a token: otherwise the wait
+        # could be too small to move a large clock value (now + wait == now),
+        # and a caller waiting for it would spin.
+        if self._tokens >= 1 - 1e-9:
+            self._tokens = max(0.0, self._tokens - 1)
             return 0.0
-        return (1 - self._tokens) / self.rate
+        return max((1 - self._tokens) / self.rate, 1e-3)
 
 
 class Admission:

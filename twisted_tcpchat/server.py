@@ -506,7 +506,8 @@ class Session:
         timeout = self._config.idle_timeout
         idle = self._clock.seconds() - self._active_at
         if idle < timeout:
-            self._idle_call = self._clock.callLater(timeout - idle, self._check_idle)
+            # Never a wait too small to move the clock (see TokenBucket.delay).
+            self._idle_call = self._clock.callLater(max(timeout - idle, 1e-3), self._check_idle)
             return
         self._end(
             "timed out",
