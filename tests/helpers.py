@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_tcpchat.config import ChatConfig
-from twisted_tcpchat.interfaces import IConnection, IParticipant
+from twisted_tcpchat.interfaces import IParticipant
 from twisted_tcpchat.protocol import ChatFactory, ChatProtocol
 
 #: Seconds a test waits for something on a real socket or process.  Generous:
@@ -38,23 +38,6 @@ def welcome(name: str = "guest1") -> str:
 
 CLIENT = IPv4Address("TCP", "192.0.2.7", 40001)
 SERVER = IPv4Address("TCP", "192.0.2.1", 65432)
-
-
-@implementer(IConnection)
-class RecordingConnection:
-    """An IConnection that records what the logic sends, for logic tests."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.closed = False
-
-    def send_line(self, text: str) -> None:
-        assert isinstance(text, str), text
-        if not self.closed:
-            self.lines.append(text)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def connect(
@@ -110,10 +93,18 @@ def lines_of(transport: StringTransport) -> list[str]:
 
 
 def messages(events: Sequence[dict[str, object]]) -> list[str]:
-    """The formatted text of captured tcpchat log events."""
+    """
+    The lines of captured tcpchat log events (the chat lines of one read are
+    one event, a line each).
+    """
     from twisted.logger import formatEvent
 
-    return [formatEvent(e) for e in events if e.get("log_namespace") == "tcpchat"]
+    return [
+        line
+        for event in events
+        if event.get("log_namespace") == "tcpchat"
+        for line in formatEvent(event).split("\n")
+    ]
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
@@ -259,6 +250,10 @@ class FakeParticipant:
     def send_line(self, text: str) -> None:
         assert isinstance(text, str), text
         self.lines.append(text)
+
+    def send_lines(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.send_line(line)
 
     def disconnect(self, reason: str) -> None:
         assert self.gone is None, "told to go twice"

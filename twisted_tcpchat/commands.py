@@ -40,6 +40,15 @@ class Quit:
         self.reason = reason
 
 
+def chat_text(text: str) -> str | None:
+    """What a typed line says to the room, or None when it is a command."""
+    if not text.startswith("/"):
+        return text
+    if text.startswith("//"):
+        return text[1:]
+    return None
+
+
 def perform(room: IRoom, participant: IParticipant, text: str) -> Quit | None:
     """
     Act on one line a participant typed: a chat line, or a command.
@@ -47,12 +56,10 @@ def perform(room: IRoom, participant: IParticipant, text: str) -> Quit | None:
     @return: a L{Quit} when the line asks to leave (the caller ends the
         session), else None.
     """
-    if not text.startswith("/"):
-        if text.strip():
-            room.say(participant, text)
-        return None
-    if text.startswith("//"):
-        room.say(participant, text[1:])
+    said = chat_text(text)
+    if said is not None:
+        if said.strip():
+            room.say(participant, said)
         return None
     command, _, rest = text[1:].partition(" ")
     command = command.lower()

@@ -9,6 +9,8 @@ other commands work as they do for clients.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -64,6 +66,10 @@ class Console(Protocol):
     def send_line(self, text: str) -> None:
         if self.transport is not None:
             self.transport.write(escape_controls(text).encode("utf-8", "replace") + b"\n")
+
+    def send_lines(self, lines: Sequence[str]) -> None:
+        for line in lines:
+            self.send_line(line)
 
     def disconnect(self, reason: str) -> None:
         self.send_line(f"* the console was removed from the room ({reason})")

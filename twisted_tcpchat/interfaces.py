@@ -4,6 +4,8 @@ The small interfaces that keep the chat logic apart from Twisted's wire.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from zope.interface import Attribute, Interface
 
 
@@ -18,6 +20,12 @@ class IConnection(Interface):
 
     def send_line(text: str, encoding: str = "utf-8") -> None:
         """Send one line of text: made safe to show, encoded, terminated."""
+
+    def send_lines(lines: Sequence[str], encoding: str = "utf-8") -> None:
+        """
+        Send several lines in one write.  The same batch may go to many
+        connections: it must not change once sent.
+        """
 
     def close() -> None:
         """
@@ -50,6 +58,12 @@ class IParticipant(Interface):
     def send_line(text: str) -> None:
         """Deliver one line of room traffic to this participant."""
 
+    def send_lines(lines: Sequence[str]) -> None:
+        """
+        Deliver several lines at once (a batch relayed from one read); the
+        same batch goes to every member, so it must not be changed.
+        """
+
     def disconnect(reason: str) -> None:
         """
         The room has removed this participant (a kick): end its session.
@@ -77,6 +91,9 @@ class IRoom(Interface):
 
     def say(participant: IParticipant, text: str) -> None:
         """Relay a line to every other member as C{<name> text}."""
+
+    def say_lines(participant: IParticipant, texts: Sequence[str]) -> None:
+        """Relay several lines, in order, as one batch to each member."""
 
     def act(participant: IParticipant, text: str) -> None:
         """Relay an action (C{/me}) as C{* name text}."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import typing
+from collections.abc import Sequence
 from typing import cast
 
 from twisted.internet.error import ConnectionDone
@@ -27,7 +28,7 @@ from zope.interface import implementer
 from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.interfaces import IConnection
 from twisted_tcpchat.server import ChatServer, Peer, Session
-from twisted_tcpchat.wire import LineBuffer, encode_line, sniff
+from twisted_tcpchat.wire import LineBuffer, encode_line, encode_lines, sniff
 
 log = Logger(namespace="tcpchat")
 
@@ -239,9 +240,14 @@ class ChatProtocol(Protocol):
     # IConnection
 
     def send_line(self, text: str, encoding: str = "utf-8") -> None:
-        if self._closing:
-            return
-        data = encode_line(text, encoding)
+        if not self._closing:
+            self._write(encode_line(text, encoding))
+
+    def send_lines(self, lines: Sequence[str], encoding: str = "utf-8") -> None:
+        if not self._closing:
+            self._write(encode_lines(lines, encoding))
+
+    def _write(self, data: bytes) -> None:
         self._transport.write(data)
         if self._queued is not None:
             self._queued += len(data)

@@ -13,7 +13,7 @@ import ipaddress
 import itertools
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
@@ -212,14 +212,18 @@ class Room:
     # conversation
 
     def say(self, participant: IParticipant, text: str) -> None:
+        self.say_lines(participant, [text])
+
+    def say_lines(self, participant: IParticipant, texts: Sequence[str]) -> None:
         sender = self._member(participant)
         if sender is not None:
-            self._relay(sender, f"<{sender.name}> {text}")
+            prefix = f"<{sender.name}> "
+            self._relay(sender, [prefix + text for text in texts])
 
     def act(self, participant: IParticipant, text: str) -> None:
         sender = self._member(participant)
         if sender is not None:
-            self._relay(sender, f"* {sender.name} {text}")
+            self._relay(sender, [f"* {sender.name} {text}"])
 
     def whisper(self, participant: IParticipant, target: str, text: str) -> None:
         sender = self._member(participant)
@@ -304,13 +308,18 @@ class Room:
             if name not in self._by_key and name not in self._reserved:
                 return name
 
-    def _relay(self, sender: _Member, line: str) -> None:
-        """A room line: into the history, out to every member (the sender if echo)."""
+    def _relay(self, sender: _Member, lines: list[str]) -> None:
+        """
+        Room lines: into the history, out to every member (the sender too
+        with echo) as one batch each - formatted once, encoded once per
+        encoding (see L{encode_lines}), one write per member.
+        """
         sender.active_at = self._clock.seconds()
-        self._history.append(line)
+        self._history.extend(lines)
+        echo = self._echo
         for member in list(self._by_participant.values()):
-            if member is not sender or self._echo:
-                member.participant.send_line(line)
+            if echo or member is not sender:
+                member.participant.send_lines(lines)
 
     def _announce(self, line: str, but: _Member | None = None) -> None:
         if self._quiet:

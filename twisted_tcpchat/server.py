@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_tcpchat.auth import LoginError, Logins
-from twisted_tcpchat.commands import perform
+from twisted_tcpchat.commands import chat_text, perform
 from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.interfaces import IConnection, IParticipant, IRoom
 from twisted_tcpchat.limits import (
@@ -39,7 +39,14 @@ from twisted_tcpchat.limits import (
     parse_networks,
 )
 from twisted_tcpchat.room import Room, name_problem
-from twisted_tcpchat.wire import Codec, Frame, Overlong, escape_controls, render_template
+from twisted_tcpchat.wire import (
+    Codec,
+    Frame,
+    Overlong,
+    escape_controls,
+    escape_lines,
+    render_template,
+)
 
 log = Logger(namespace="tcpchat")
 
@@ -230,6 +237,9 @@ class Session:
         # None: no login needed; False: not yet; True: logged in.
         self._logged_in: bool | None = None if server.logins is None else False
         self._login_pending = False
+        # Chat lines of the current read, not yet logged and relayed.
+        self._log_batch: list[tuple[int, str]] = []
+        self._say_batch: list[str] = []
 
     def __str__(self) -> str:
         """Who this is, for the log: the address, with the name once it has one."""
@@ -239,6 +249,9 @@ class Session:
 
     def send_line(self, text: str) -> None:
         self.connection.send_line(text, self.codec.output)
+
+    def send_lines(self, lines: Sequence[str]) -> None:
+        self.connection.send_lines(lines, self.codec.output)
 
     def disconnect(self, reason: str) -> None:
         if self.state is State.OPEN:
@@ -279,8 +292,9 @@ class Session:
         if self._bucket is None:
             for frame in frames:
                 if self.state is not State.OPEN:
-                    return
+                    break
                 self._handle(frame)
+            self._flush()
             return
         self._pending.extend(frames)
         if len(self._pending) > self._config.flood_queue:
@@ -363,10 +377,12 @@ class Session:
         while self._pending and self.state is State.OPEN:
             wait = bucket.delay(self._clock.seconds())
             if wait > 0:
+                self._flush()
                 self._drain_call = self._clock.callLater(wait, self._drain, bucket)
                 self.connection.pause_reading()
                 return
             self._handle(self._pending.popleft())
+        self._flush()
         if self.state is State.OPEN:
             self.connection.resume_reading()
             if self._input_ended:
@@ -382,6 +398,7 @@ class Session:
 
     def _frame_received(self, frame: Frame) -> None:
         if isinstance(frame, Overlong):
+            self._flush()  # what came before goes first
             log.info(
                 "{who} sent an over-long line ({size} bytes); dropped",
                 who=str(self),
@@ -394,6 +411,7 @@ class Session:
             return
         text = self.codec.decode(frame)
         if text is None:
+            self._flush()
             log.info(
                 "{who} sent {size} bytes in no known encoding: {text}",
                 who=str(self),
@@ -408,10 +426,22 @@ class Session:
     def line_received(self, text: str, size: int) -> None:
         """
         A decoded line of C{size} bytes arrived: show it, then act on it.
+
+        Chat lines are batched (see L{_flush}); anything else first flushes
+        the batch, so that everything happens in the order it was sent.
         """
         if text.strip() == self._config.exit_word:
+            self._flush()
             self._leave(self._config.exit_word, f"ended the session ({self._config.exit_word})")
             return
+        if self._room is not None and self._logged_in is not False:
+            said = chat_text(text)
+            if said is not None:
+                self._log_batch.append((size, text))
+                if said.strip():
+                    self._say_batch.append(said)
+                return
+        self._flush()
         log.info(
             "{who} sent {size} bytes: {text}",
             who=str(self),
@@ -428,6 +458,21 @@ class Session:
         quit = perform(self._room, self, text)
         if quit is not None:
             self._leave(quit.reason, f"quit ({quit.reason})")
+
+    def _flush(self) -> None:
+        """
+        The chat lines gathered from one read go out together: one log event
+        for all of them, one batch to the room (one write per member).
+        """
+        if self._log_batch:
+            who = str(self)
+            lines = [f"{who} sent {size} bytes: {text}" for size, text in self._log_batch]
+            self._log_batch = []
+            log.info("{lines}", lines=escape_lines(lines))
+        if self._say_batch:
+            batch, self._say_batch = self._say_batch, []
+            if self._room is not None and self.state is State.OPEN:
+                self._room.say_lines(self, batch)
 
     # logins
 

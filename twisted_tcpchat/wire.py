@@ -9,8 +9,9 @@ and to read output.
 
 from __future__ import annotations
 
+import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 #: What ends every line the server sends.  CRLF is the network's line ending
 #: (telnet needs it; nc, C ``printf`` clients and our client all accept it).
@@ -137,12 +138,35 @@ _ESCAPES: dict[int, str] = {c: f"\\x{c:02x}" for c in _CONTROLS if c != 0x09}
 _ESCAPES.update({ord(c): f"\\u{ord(c):04x}" for c in _BIDI})
 
 
+# The same set as a regular expression, to find out fast (in C) that a text
+# needs no escaping at all - the common case - before paying for translate().
+# LF is left out here: joined batches of lines keep it as their separator.
+_ESCAPES_BUT_LF = {c: e for c, e in _ESCAPES.items() if c != 0x0A}
+_NEEDS_ESCAPE_BUT_LF = re.compile(
+    "[" + "".join(re.escape(chr(c)) for c in sorted(_ESCAPES_BUT_LF)) + "]"
+)
+
+
 def escape_controls(text: str) -> str:
     """
     Return C{text} with every control character and bidi override written as
     a visible escape (C{\\x1b}, C{\\u202e}); TAB and all other text stay.
     """
+    if "\n" not in text and _NEEDS_ESCAPE_BUT_LF.search(text) is None:
+        return text
     return text.translate(_ESCAPES)
+
+
+def escape_lines(lines: Sequence[str]) -> str:
+    """
+    Several lines (which hold no LF: framing took them out) as one text,
+    LF-separated, every control character in them escaped: one pass in C
+    for a whole batch instead of one call per line.
+    """
+    text = "\n".join(lines)
+    if _NEEDS_ESCAPE_BUT_LF.search(text) is None:
+        return text
+    return text.translate(_ESCAPES_BUT_LF)
 
 
 def decode(raw: bytes, encoding: str = "utf-8") -> str | None:
@@ -154,6 +178,23 @@ def decode(raw: bytes, encoding: str = "utf-8") -> str | None:
 
 
 _last_encoded: tuple[str, str, bytes] = ("", "", b"")
+_last_batch: tuple[Sequence[str], str, bytes] = ((), "", b"")
+
+
+def encode_lines(lines: Sequence[str], encoding: str = "utf-8") -> bytes:
+    """
+    Lines to send in one write: made safe to show, encoded, each terminated.
+    The room hands the same batch to every member in a row, so the last
+    result is kept (by identity of the batch).
+    """
+    global _last_batch
+    last_lines, last_encoding, data = _last_batch
+    if lines is last_lines and encoding == last_encoding:
+        return data
+    text = escape_lines(lines).replace("\n", "\r\n")
+    data = text.encode(encoding, "replace") + EOL
+    _last_batch = (lines, encoding, data)
+    return data
 
 
 def encode_line(text: str, encoding: str = "utf-8") -> bytes:
