@@ -59,7 +59,7 @@ def format_idle(seconds: float) -> str:
     return f"{seconds}s"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Member:
     participant: IParticipant
     name: str
