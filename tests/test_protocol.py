@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.helpers import CLIENT, connect, lines_of, messages, welcome
 from twisted_tcpchat.config import DEFAULT_GREETING, ChatConfig
 from twisted_tcpchat.protocol import ChatFactory, address_parts
+from twisted_tcpchat.server import Session
 
 PEER = f"{CLIENT.host}:{CLIENT.port}"
 WHO = f"guest1 ({PEER})"
@@ -268,15 +269,14 @@ class BadInputTests(SynchronousTestCase):
     def test_exception_in_handler_answers_internal_error(self) -> None:
         """A bug handling one line answers 'internal error', logs one traceback, and goes on."""
         protocol, transport = connect()
-        session = protocol.session
         calls = []
 
-        def broken(text: str, size: int) -> None:
+        def broken(session: Session, text: str, size: int) -> None:
             calls.append(text)
             if text == "boom":
                 raise RuntimeError("bug")
 
-        session.line_received = broken  # type: ignore[method-assign]
+        self.patch(Session, "line_received", broken)
         with capturedLogs() as events:
             protocol.dataReceived(b"boom\nfine\n")
         self.assertEqual(calls, ["boom", "fine"])
