@@ -15,7 +15,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import Client, messages
+from tests.helpers import Client, FakeParticipant, messages
 from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.protocol import ChatFactory, ChatProtocol, tune_tcp
 
@@ -261,9 +261,13 @@ class FloodTests(BadInputCase):
             ["error: excess flood: more than 5 lines waiting; disconnecting"],
         )
         self.assertTrue(flooder.transport.disconnecting)
-        self.assertEqual(reader.new_lines(), ["* guest1 left (excess flood)"])
+        self.assertEqual(
+            reader.new_lines(),
+            ["<guest1> 0", "<guest1> 1", "<guest1> 2", "* guest1 left (excess flood)"],
+            "the burst is relayed before the excess is counted",
+        )
         self.assertIn(
-            "guest1 (192.0.2.7:40000) flooded (10 lines waiting); disconnected", messages(events)
+            "guest1 (192.0.2.7:40000) flooded (7 lines waiting); disconnected", messages(events)
         )
 
     def test_loopback_exempt(self) -> None:
@@ -514,6 +518,42 @@ class RobustnessTests(BadInputCase):
         self.assertIsInstance(protocol, ChatProtocol)
         protocol.makeConnection(StringTransport(peerAddress=LOCAL))
         protocol.dataReceived(b"fine\n")
+
+
+class ReviewFindingsTests(BadInputCase):
+    """Cases an independent review found; each failed before its fix."""
+
+    def test_quit_reason_reaches_the_log_escaped(self) -> None:
+        sender, _ = self.pair()
+        with capturedLogs() as events:
+            sender.send("/quit x\rFAKE \x1b[2J")
+        log = "\n".join(messages(events))
+        self.assertNotIn("\x1b", log)
+        self.assertNotIn("\r", log)
+        self.assertIn("quit (x\\x0dFAKE \\x1b[2J)", log)
+
+    def test_echo_reaches_others_before_the_sender_can_be_cut_off(self) -> None:
+        """With --echo, a sender cut off by its own echo never leaves before its line arrives."""
+        factory = ChatFactory(ChatConfig(echo=True, send_queue=10), clock=self.clock)
+        sender, reader = Client(factory, LOCAL), Client(factory, remote(9))
+        sender.new_lines()
+        reader.new_lines()
+        sender.protocol.pauseProducing()  # not reading: its echo overflows the queue
+        sender.send("hello there")
+        self.assertEqual(
+            reader.new_lines(), ["<guest1> hello there", "* guest1 left (not reading)"]
+        )
+
+    def test_shutdown_empties_the_room(self) -> None:
+        self.client(LOCAL)
+        self.client(remote(7))
+        self.factory.server.shut_down()
+        room = self.factory.server.room
+        assert room is not None
+        console = FakeParticipant()
+        room.join(console)
+        room.who(console)
+        self.assertEqual(console.lines[-2:], ["* 1 online:", "*   guest3 (idle 0s)"])
 
 
 class TokenBucketTests(SynchronousTestCase):

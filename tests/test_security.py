@@ -282,13 +282,36 @@ class LoginTests(SynchronousTestCase):
         )
         self.assertTrue(guest.transport.disconnecting)
 
-    def test_login_names_are_not_renamed_away(self) -> None:
-        """/nick still works after login (the login only picks the first name)."""
-        alice = Line(self.factory)
-        alice.send("/login alice wonderland")
+    def test_logged_in_users_keep_their_login_names(self) -> None:
+        """With logins, /nick is refused: nobody can take another user's name."""
+        mallory = Line(self.factory)
+        mallory.send("/login bob builder")
+        mallory.new_lines()
+        mallory.send("/nick alice")
+        self.assertEqual(
+            mallory.new_lines(), ["error: on this server your name is your login name"]
+        )
+        alice = Line(self.factory, host="192.0.2.9")
         alice.new_lines()
-        alice.send("/nick queen")
-        self.assertEqual(alice.new_lines(), ["* you are now queen"])
+        alice.send("/login alice wonderland")
+        self.assertEqual(alice.new_lines(), [welcome("alice")])
+
+    def test_passwords_redacted_whatever_the_spacing_or_encoding(self) -> None:
+        factory = login_factory(self.clock, encoding="utf-8")
+        with capturedLogs() as events:
+            Line(factory).send(b"\t/login alice tabbed-secret\n")
+            Line(factory, host="192.0.2.8").send(b"/login\talice\tother-secret\n")
+            Line(factory, host="192.0.2.9").send(b"/login alice caf\xe9-latin1-secret\n")
+        text = "\n".join(formatEvent(e) for e in events)
+        self.assertNotIn("secret", text)
+        self.assertEqual(text.count("/login alice ********"), 3)
+
+    def test_throttle_survives_many_failures(self) -> None:
+        from twisted_tcpchat.auth import Logins
+
+        logins = Logins([InMemoryUsernamePasswordDatabaseDontUse(a=b"b")])
+        logins._failures["192.0.2.1/32"] = (5000, 0.0)
+        self.assertEqual(logins.wait("192.0.2.1", 1.0), Logins.MAX_WAIT - 1.0)
 
 
 # ---------------------------------------------------------------- operators
@@ -361,6 +384,17 @@ class OperatorTests(SynchronousTestCase):
             ],
         )
 
+    def test_ban_holds_for_a_connection_waiting_at_the_login(self) -> None:
+        """A banned user cannot get back in through a second connection left at the login."""
+        spare = Line(self.factory, host="192.0.2.2", port=4001)
+        spare.new_lines()
+        self.alice.send("/ban bob")
+        spare.send("/login bob builder")
+        self.assertEqual(
+            spare.new_lines(), ["error: your address is banned until the server restarts"]
+        )
+        self.assertTrue(spare.transport.disconnecting)
+
     def test_console_bans(self) -> None:
         room = self.factory.server.room
         assert room is not None
@@ -427,9 +461,7 @@ def connect_from(source: str, port: int) -> list[bytes]:
 
 def test_deny_a_second_loopback_address(tmp_path: Path) -> None:
     """--deny 127.0.0.2: a client from 127.0.0.2 gets one line and is closed; 127.0.0.1 chats."""
-    server, port = start_twistd(
-        tmp_path, "--port", "0", "--interface", "127.0.0.1", "--deny", "127.0.0.2"
-    )
+    server, port = start_twistd(tmp_path, "--deny", "127.0.0.2")
     try:
         assert connect_from("127.0.0.2", port) == [
             b"error: your address is not allowed on this server\r\n"
@@ -443,10 +475,6 @@ def test_deny_a_second_loopback_address(tmp_path: Path) -> None:
 def test_allow_wins_over_deny_for_real(tmp_path: Path) -> None:
     server, port = start_twistd(
         tmp_path,
-        "--port",
-        "0",
-        "--interface",
-        "127.0.0.1",
         "--allow",
         "127.0.0.2",
         "--deny",
@@ -463,9 +491,7 @@ def test_allow_wins_over_deny_for_real(tmp_path: Path) -> None:
 
 def test_login_with_nc_against_twistd(tmp_path: Path) -> None:
     """--auth memory:... with a real nc client: log in, talk, be named by the login."""
-    server, port = start_twistd(
-        tmp_path, "--port", "0", "--interface", "127.0.0.1", "--auth", "memory:carol:pw123"
-    )
+    server, port = start_twistd(tmp_path, "--auth", "memory:carol:pw123")
     try:
         result = subprocess.run(
             ["nc", "-N", "127.0.0.1", str(port)],
@@ -485,3 +511,19 @@ def test_wait_for_is_used() -> None:
     """(helpers) wait_for fails with a message naming what it waited for."""
     with pytest.raises(AssertionError, match="waiting for nothing"):
         wait_for(lambda: False, "nothing", timeout=0.05)
+
+
+def test_denied_address_gets_no_tls_handshake(tmp_path: Path) -> None:
+    """--deny applies before TLS: a denied client is cut off at once, with no handshake."""
+    certs = make_certs(tmp_path)
+    server, port = start_twistd(tmp_path, "--listen", ssl_listen(certs), "--deny", "127.0.0.2")
+    try:
+        sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=DEADLINE, source_address=("127.0.0.2", 0)
+        )
+        with sock, contextlib.suppress(ConnectionResetError):
+            sock.sendall(b"\x16\x03\x01\x00\x05hello")
+            assert sock.recv(100) == b""
+        server.wait_for_output(r"127\.0\.0\.2:\d+ refused before TLS: error: your address is not")
+    finally:
+        server.stop()

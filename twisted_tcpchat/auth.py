@@ -84,7 +84,7 @@ class Logins:
         if now - at > self.MEMORY:
             del self._failures[key]
             return 0.0
-        return max(0.0, at + min(self.MAX_WAIT, 2.0 ** (count - 1)) - now)
+        return max(0.0, at + min(self.MAX_WAIT, 2.0 ** min(count - 1, 16)) - now)
 
     def attempt(self, host: str, name: str, password: str, now: float) -> Deferred[str]:
         """
@@ -103,6 +103,9 @@ class Logins:
             failure.trap(UnauthorizedLogin)
             count, _ = self._failures.get(key, (0, 0.0))
             self._failures[key] = (count + 1, now)
+            if len(self._failures) > 1024:  # forget addresses quiet for a while
+                for old in [k for k, (_, at) in self._failures.items() if now - at > self.MEMORY]:
+                    del self._failures[old]
             raise LoginError()
 
         return result.addCallbacks(succeeded, failed)

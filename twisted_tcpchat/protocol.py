@@ -144,6 +144,13 @@ class ChatProtocol(Protocol):
         tune_tcp(transport, self._config.keepalive)
         transport.registerProducer(self, True)
         if ISSLTransport.providedBy(transport):
+            unwelcome = self._server.unwelcome(self._peer().host)
+            if unwelcome is not None:
+                # No handshake for an address that may not come in.
+                log.info("{peer} refused before TLS: {why}", peer=str(self._peer()), why=unwelcome)
+                self._closing = True
+                transport.abortConnection()
+                return
             self._handshake = self._clock.callLater(
                 self._config.tls_timeout, self._handshake_timed_out
             )

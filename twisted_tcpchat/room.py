@@ -316,10 +316,13 @@ class Room:
         """
         sender.active_at = self._clock.seconds()
         self._history.extend(lines)
-        echo = self._echo
         for member in list(self._by_participant.values()):
-            if echo or member is not sender:
+            if member is not sender:
                 member.participant.send_lines(lines)
+        # The sender's own copy last: if that write overflows its send queue
+        # and removes it, everyone else already has the lines.
+        if self._echo and sender.participant in self._by_participant:
+            sender.participant.send_lines(lines)
 
     def _announce(self, line: str, but: _Member | None = None) -> None:
         if self._quiet:

@@ -51,12 +51,20 @@ from twisted_tcpchat.wire import (
 log = Logger(namespace="tcpchat")
 
 
+def login_words(text: str) -> list[str] | None:
+    """The words of a /login line (any whitespace between them), or None."""
+    words = text.split(None, 2)
+    if words and words[0].lower() == "/login":
+        return words
+    return None
+
+
 def redact(text: str) -> str:
     """A line as it may be logged: the password of a /login is never shown."""
-    if text[:7].lower() == "/login ":
-        name = text[7:].strip().partition(" ")[0]
-        return f"/login {name} ********"
-    return text
+    words = login_words(text)
+    if words is None:
+        return text
+    return " ".join(["/login", *words[1:2], "********"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +166,22 @@ class ChatServer:
         session.greet()
         return session
 
-    def _refusal(self, peer: Peer) -> str | None:
-        """Why a client may not come in (before it is counted), or None."""
-        if not self.access.permits(peer.host):
+    def unwelcome(self, host: str) -> str | None:
+        """
+        Why an address may not connect at all (--allow/--deny, bans), or None:
+        cheap, so a TLS listener asks it before spending a handshake.
+        """
+        if not self.access.permits(host):
             return "error: your address is not allowed on this server"
         if self.room is not None:
-            banned = self.room.banned(peer.host)
-            if banned is not None:
-                return banned
+            return self.room.banned(host)
+        return None
+
+    def _refusal(self, peer: Peer) -> str | None:
+        """Why a client may not come in (before it is counted), or None."""
+        unwelcome = self.unwelcome(peer.host)
+        if unwelcome is not None:
+            return unwelcome
         if len(self._sessions) >= self.max_clients:
             return f"error: server full ({self.max_clients} clients); try again later"
         return None
@@ -330,15 +346,15 @@ class Session:
         if self._pending is _NO_PENDING:
             self._pending = deque()
         self._pending.extend(frames)
-        if len(self._pending) > self._config.flood_queue:
+        self._drain(self._bucket)
+        waiting = len(self._pending)
+        if waiting > self._config.flood_queue and self.state is State.OPEN:
             self._end(
                 "excess flood",
                 f"error: excess flood: more than {self._config.flood_queue} lines waiting; "
                 "disconnecting",
-                f"flooded ({len(self._pending)} lines waiting); disconnected",
+                f"flooded ({waiting} lines waiting); disconnected",
             )
-            return
-        self._drain(self._bucket)
 
     def overflowed(self, pending: int) -> None:
         """The client sent more than the limit without ending a line."""
@@ -374,6 +390,7 @@ class Session:
     def shut_down(self, notice: str) -> None:
         """The server is stopping: say so, and close."""
         if self.state is State.OPEN:
+            self._leave_room("server shutting down")
             self.send_line(notice)
             self._close("disconnected: server shutting down")
 
@@ -449,7 +466,7 @@ class Session:
                 "{who} sent {size} bytes in no known encoding: {text}",
                 who=str(self),
                 size=len(frame),
-                text=escape_controls(frame.decode("utf-8", "backslashreplace")),
+                text=escape_controls(redact(frame.decode("utf-8", "backslashreplace"))),
             )
             expected = self._config.encoding or "UTF-8 or GBK"
             self.send_line(f"error: that line is not {expected} text; not delivered")
@@ -488,6 +505,9 @@ class Session:
             self.send_line(f"Received {size} bytes. Goodbye.")
             self._close("was served once")
             return
+        if self._logged_in and text.split(None, 1)[0].lower() == "/nick":
+            self.send_line("error: on this server your name is your login name")
+            return
         quit = perform(self._room, self, text)
         if quit is not None:
             self._leave(quit.reason, f"quit ({quit.reason})")
@@ -513,8 +533,9 @@ class Session:
         """A line from a client that has not logged in: only /login, /help, /quit."""
         command, _, rest = text.partition(" ")
         command = command.lower()
-        if command == "/login":
-            name, _, password = rest.strip().partition(" ")
+        words = login_words(text)
+        if words is not None:
+            name, password = [*words, "", ""][1:3]
             if not name or not password:
                 self.send_line("error: usage: /login NAME PASSWORD")
             elif self.server.logins is not None:
@@ -549,6 +570,10 @@ class Session:
         problem = name_problem(name)
         if problem is not None:
             self.send_line(f"error: your login cannot be a chat name ({problem})")
+            return
+        banned = self._room.banned(self.address) if self._room is not None else None
+        if banned is not None:  # banned while this connection waited at the login
+            self._end("banned", banned, f"logged in as {name} while banned; disconnected")
             return
         if self._room is None:
             self._logged_in = True
@@ -612,7 +637,8 @@ class Session:
             self._room.leave(self, reason)
 
     def _close(self, what: str) -> None:
-        log.info("{who} {what}", who=str(self), what=what)
+        # what may hold the client's own words (a /quit reason, a kick reason)
+        log.info("{who} {what}", who=str(self), what=escape_controls(what))
         self.state = State.CLOSING
         self._pending.clear()
         self.connection.close()
