@@ -52,9 +52,7 @@ def test_cafile_needs_tls_and_a_certificate(tmp_path: Path) -> None:
 
 
 def test_user_logs_in_with_password_from_environment(tmp_path: Path) -> None:
-    twistd, port = start_twistd(
-        tmp_path, "--port", "0", "--interface", "127.0.0.1", "--auth", "memory:dave:s3cret"
-    )
+    twistd, port = start_twistd(tmp_path, "--auth", "memory:dave:s3cret")
     try:
         env = {**os.environ, "TCPCHAT_PASSWORD": "s3cret"}
         ok = tcpchat_env(env, "--user", "dave", "-m", "/who", "127.0.0.1", str(port))
@@ -85,9 +83,7 @@ def test_user_without_terminal_or_environment_is_a_usage_error() -> None:
 
 def test_password_asked_without_echo(tmp_path: Path) -> None:
     """On a terminal the password is asked for and not shown as it is typed."""
-    twistd, port = start_twistd(
-        tmp_path, "--port", "0", "--interface", "127.0.0.1", "--auth", "memory:erin:hunter2"
-    )
+    twistd, port = start_twistd(tmp_path, "--auth", "memory:erin:hunter2")
     env = {k: v for k, v in os.environ.items() if k != "TCPCHAT_PASSWORD"}
     child = pexpect.spawn(
         sys.executable,

@@ -48,9 +48,7 @@ class Peer:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Process, int]]:
-    process, port = start_twistd(
-        tmp_path, "--port", "0", "--interface", "127.0.0.1", "--history", "5"
-    )
+    process, port = start_twistd(tmp_path, "--history", "5")
     yield process, port
     process.stop()
 
@@ -131,9 +129,7 @@ def test_three_real_clients(server: tuple[Process, int], tmp_path: Path) -> None
 
 
 def console_server(tmp_path: Path) -> tuple[Process, int]:
-    return start_twistd(
-        tmp_path, "--port", "0", "--interface", "127.0.0.1", "--console", stdin=True
-    )
+    return start_twistd(tmp_path, "--console", stdin=True)
 
 
 def test_console_through_a_pipe(tmp_path: Path) -> None:

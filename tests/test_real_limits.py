@@ -70,10 +70,6 @@ CHAT_ARGS: list[str] = []
 def chat(tmp_path: Path) -> Iterator[tuple[Process, int]]:
     process, port = start_twistd(
         tmp_path,
-        "--port",
-        "0",
-        "--interface",
-        "127.0.0.1",
         "--history",
         "0",
         "--quiet-presence",
@@ -117,10 +113,6 @@ def test_sigterm_exits_promptly_with_a_stuck_client(tmp_path: Path) -> None:
     """SIGTERM: readers hear 'server shutting down'; a client that reads nothing cannot hold it."""
     server, port = start_twistd(
         tmp_path,
-        "--port",
-        "0",
-        "--interface",
-        "127.0.0.1",
         "--send-queue",
         "100000000",
         "--quiet-presence",

@@ -251,10 +251,6 @@ def test_uid_gid_drop_privileges_after_listening(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     process, port = start_twistd(
         tmp_path,
-        "--port",
-        "0",
-        "--interface",
-        "127.0.0.1",
         twistd_args=("-u", "65534", "-g", "65534"),
     )
     try:
