@@ -6,6 +6,7 @@ networks).  The time is always passed in, so tests need no clock.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import deque
 from collections.abc import Iterable
@@ -157,7 +158,10 @@ class Admission:
             del self._recent[key]
 
 
+@functools.lru_cache(maxsize=4096)
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Cached: every connection asks four times (exemption, admission,
+    # --allow/--deny, bans), and clients come back from the same addresses.
     try:
         return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
