@@ -78,3 +78,77 @@ def test_no_input_raises_and_output_stays_safe(
     for bidi in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
         assert bidi not in body
     assert factory.server.client_count <= 3
+
+
+# The whole-read fast path (Session._say_plain) must do exactly what the
+# per-line path does with the same bytes: same lines to everyone, same log.
+LINE_PARTS = st.sampled_from(
+    [
+        "hello",
+        "exit",
+        " exit ",
+        "exited",
+        "/nick x",
+        "/me waves",
+        "//not a command",
+        "/who",
+        " ",
+        "\t",
+        "",
+        "\u3000",
+        "\x1b[2J",
+        "\u202e",
+        "你好",
+        "é",
+        "\r",
+        "x" * 30,
+    ]
+)
+READ = st.lists(st.lists(LINE_PARTS, max_size=3).map("".join), min_size=1, max_size=5)
+ENCODED = st.sampled_from(["utf-8", "gbk"])
+
+
+def _conversation(reads: list[tuple[list[str], str]], fast: bool) -> tuple[bytes, bytes, list[str]]:
+    from unittest import mock
+
+    from twisted.logger import formatEvent
+
+    from twisted_tcpchat.server import Session
+
+    patch = (
+        mock.patch.object(Session, "_say_plain", return_value=False)
+        if not fast
+        else mock.patch.object(Session, "_say_plain", Session._say_plain)
+    )
+    clock = Clock()
+    factory = ChatFactory(ChatConfig(max_line=40, echo=True), clock=clock)
+    with patch, capturedLogs() as events:
+        sender, sent_back = connect(factory=factory, peer=IPv4Address("TCP", "127.0.0.1", 1))
+        _, reader = connect(factory=factory, peer=IPv4Address("TCP", "127.0.0.1", 2))
+        for lines, encoding in reads:
+            sender.dataReceived(
+                b"".join(line.encode(encoding, "replace") + b"\n" for line in lines)
+            )
+    logged = [formatEvent(e) for e in events]
+    return reader.value(), sent_back.value(), logged
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(READ, ENCODED), min_size=1, max_size=6))
+def test_whole_read_path_does_what_the_per_line_path_does(
+    reads: list[tuple[list[str], str]],
+) -> None:
+    assert _conversation(reads, fast=True) == _conversation(reads, fast=False)
+
+
+def test_the_whole_read_path_takes_plain_reads_only() -> None:
+    """The equivalence above compares two paths, not one path with itself."""
+    from twisted_tcpchat.wire import Overlong
+
+    factory = ChatFactory(ChatConfig(), clock=Clock())
+    sender, _ = connect(factory=factory, peer=IPv4Address("TCP", "127.0.0.1", 1))
+    session = sender.session
+    assert session._say_plain([b"a", "\u4f60".encode(), b"exited", b" x"]) is False  # " x"
+    assert session._say_plain([b"a", "\u4f60".encode(), b"exited", b"\x1b[2J"]) is True
+    for odd in ([b"/who"], [b"exit"], [b""], [b"a", b"\t"], [Overlong(5000)], [b"\xff"]):
+        assert session._say_plain(odd) is False, odd

@@ -279,3 +279,60 @@ class TemplateTests(SynchronousTestCase):
         with self.assertRaises(ValueError) as e:
             check_template("{clients:zz}")
         self.assertIn("bad template", str(e.exception))
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["a", "e", "x", "exit", "bye", " ", "\t", "/", "\n", "\u3000", "\x85", "\u2028", "é"]
+        ),
+        max_size=30,
+    ).map("".join),
+    st.sampled_from(["exit", "bye", "e"]),
+)
+def test_plain_chat_never_says_yes_for_a_line_that_is_not(text: str, word: str) -> None:
+    from twisted_tcpchat.commands import chat_text
+    from twisted_tcpchat.wire import plain_chat
+
+    lines = text.split("\n")
+    really_plain = all(
+        line.strip() != word and chat_text(line) == line and line.strip() for line in lines
+    )
+    if plain_chat(text, word):
+        assert really_plain, lines
+    if really_plain and not any(line[:1].isspace() for line in lines):
+        # ...and says yes for every plain read that has no indented line.
+        assert plain_chat(text, word), lines
+
+
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(exclude_characters="\n"), max_size=8), min_size=1, max_size=5
+    ),
+    st.sampled_from(["utf-8", "gb18030", "latin-1", None]),
+)
+def test_joined_decoding_is_line_by_line_decoding(lines: list[str], encoding: str | None) -> None:
+    from twisted_tcpchat.wire import Codec
+
+    raws = [line.encode(encoding or "utf-8", "replace") for line in lines]
+    joined, one_by_one = Codec(encoding), Codec(encoding)
+    text = joined.decode_joined(b"\n".join(raws))
+    if text is not None:
+        assert text.split("\n") == [one_by_one.decode(raw) for raw in raws]
+        assert joined.encoding == one_by_one.encoding
+
+
+def test_joined_decoding_is_refused_where_lf_may_be_inside_a_character() -> None:
+    from twisted_tcpchat.wire import Codec
+
+    assert Codec("utf-16").decode_joined("a".encode("utf-16")) is None
+    assert Codec(None).decode_joined(b"\xff") is None  # let the per-line path report it
+
+
+@given(st.text())
+def test_fast_escape_check_agrees_with_the_full_one(text: str) -> None:
+    from twisted_tcpchat.wire import _NEEDS_ESCAPE_BUT_LF, _needs_escape_but_lf
+
+    assert _needs_escape_but_lf(text) == (_NEEDS_ESCAPE_BUT_LF.search(text) is not None)
+    ascii_text = text.encode("ascii", "ignore").decode()
+    assert _needs_escape_but_lf(ascii_text) == (_NEEDS_ESCAPE_BUT_LF.search(ascii_text) is not None)

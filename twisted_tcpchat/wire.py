@@ -9,6 +9,8 @@ and to read output.
 
 from __future__ import annotations
 
+import codecs
+import functools
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -84,24 +86,25 @@ class LineBuffer:
             data = data[:nul] + b"\n"
         if self._tail:
             data = self._tail + data
+        # An over-long line's dropped part ended in CR, and this LF ends it.
+        split_crlf = bool(self._overflow) and self._overflow_cr and data[:1] == b"\n"
+        if b"\r" in data:
+            # One CR before each LF goes (the tail keeps a CR whose LF may
+            # come with the next read).
+            data = data.replace(b"\r\n", b"\n")
         parts = data.split(b"\n")
         tail = parts.pop()
-        if parts:
-            self.terminated = True
-        frames: list[Frame] = []
         limit = self.max_line
-        for line in parts:
-            if self._overflow:
-                # The end of an over-long line: its size without the CR.
-                size = self._overflow + len(line)
-                if line[-1:] == b"\r" or (not line and self._overflow_cr):
-                    size -= 1
-                frames.append(Overlong(size))
-                self._overflow = 0
-                continue
-            if line[-1:] == b"\r":
-                line = line[:-1]
-            frames.append(line if len(line) <= limit else Overlong(len(line)))
+        frames: list[Frame]
+        if not parts:
+            frames = []
+        elif self._overflow or max(map(len, parts)) > limit:
+            self.terminated = True
+            frames = self._with_overlong(parts, split_crlf)
+        else:
+            # The common case, all in C: every line within the limit.
+            self.terminated = True
+            frames = list(parts)
         if self._overflow or len(tail) > limit + 1:
             # +1: a CR that may be the first half of a CRLF split over reads.
             if tail:
@@ -109,6 +112,23 @@ class LineBuffer:
                 self._overflow_cr = tail[-1:] == b"\r"
             tail = b""
         self._tail = tail
+        return frames
+
+    def _with_overlong(self, parts: list[bytes], split_crlf: bool) -> list[Frame]:
+        frames: list[Frame] = []
+        limit = self.max_line
+        for line in parts:
+            if self._overflow:
+                # The end of an over-long line: its size without the CR of
+                # its CRLF, whether that was dropped with the line's start or
+                # (like every other CR before an LF) taken out already.
+                size = self._overflow + len(line)
+                if split_crlf:
+                    size -= 1
+                frames.append(Overlong(size))
+                self._overflow = 0
+                continue
+            frames.append(line if len(line) <= limit else Overlong(len(line)))
         return frames
 
     def flush(self) -> list[Frame]:
@@ -147,12 +167,24 @@ _NEEDS_ESCAPE_BUT_LF = re.compile(
 )
 
 
+# In ASCII text only C0 (but TAB) and DEL need escaping; finding them with
+# bytes.translate is several times faster than the regular expression.
+_ASCII_CONTROLS_BUT_LF = bytes(c for c in _ESCAPES_BUT_LF if c < 0x80)
+
+
+def _needs_escape_but_lf(text: str) -> bool:
+    if text.isascii():
+        data = text.encode("ascii")
+        return len(data.translate(None, _ASCII_CONTROLS_BUT_LF)) != len(data)
+    return _NEEDS_ESCAPE_BUT_LF.search(text) is not None
+
+
 def escape_controls(text: str) -> str:
     """
     Return C{text} with every control character and bidi override written as
     a visible escape (C{\\x1b}, C{\\u202e}); TAB and all other text stay.
     """
-    if "\n" not in text and _NEEDS_ESCAPE_BUT_LF.search(text) is None:
+    if "\n" not in text and not _needs_escape_but_lf(text):
         return text
     return text.translate(_ESCAPES)
 
@@ -164,9 +196,31 @@ def escape_lines(lines: Sequence[str]) -> str:
     for a whole batch instead of one call per line.
     """
     text = "\n".join(lines)
-    if _NEEDS_ESCAPE_BUT_LF.search(text) is None:
+    if not _needs_escape_but_lf(text):
         return text
     return text.translate(_ESCAPES_BUT_LF)
+
+
+@functools.lru_cache(maxsize=8)
+def _not_plain(exit_word: str) -> re.Pattern[str]:
+    # After an LF: a line that starts with whitespace (it may be blank, or
+    # the exit word with spaces around it), a command, the end (an empty
+    # last line), or the exit word with nothing but whitespace after it.
+    # The literal LF first lets the engine skip from line to line.
+    word = re.escape(exit_word)
+    return re.compile(rf"\n(?:[\s/]|\Z|{word}\s*(?:\n|\Z))")
+
+
+def plain_chat(text: str, exit_word: str) -> bool:
+    """
+    Whether every LF-separated line of C{text} is plain chat: not a command
+    (a leading C{/}), not blank, not C{exit_word} alone (whitespace around
+    it aside, as C{str.strip} takes it).  One regular-expression pass in C
+    for a whole read, so that the usual read skips the per-line path.  It
+    never says yes for a line that is not plain chat; it says no for every
+    line that starts with whitespace, which the per-line path then sorts out.
+    """
+    return _not_plain(exit_word).search("\n" + text) is None
 
 
 def decode(raw: bytes, encoding: str = "utf-8") -> str | None:
@@ -215,6 +269,10 @@ def encode_line(text: str, encoding: str = "utf-8") -> bytes:
 #: GB18030 (the superset of GBK, what a Chinese Windows console sends).
 DETECTED = ("utf-8", "gb18030")
 
+#: Encodings (as C{codecs} names them) in which byte 0x0A is only ever LF,
+#: never part of another character: joined lines may be decoded at once.
+_LF_SAFE = frozenset({"utf-8", "gb18030", "gbk", "ascii", "iso8859-1", "cp1252"})
+
 #: What goes back to a client detected as GB18030: GBK, which a Chinese
 #: Windows console shows (characters outside it become "?").
 _OUTPUT = {"gb18030": "gbk"}
@@ -228,12 +286,13 @@ class Codec:
     trying that one first; C{output} is what to encode lines to it with.
     """
 
-    __slots__ = ("_candidates", "_fixed", "encoding")
+    __slots__ = ("_candidates", "_fixed", "_joinable", "encoding")
 
     def __init__(self, encoding: str | None = None) -> None:
         self._fixed = encoding is not None
         self.encoding = encoding or DETECTED[0]
         self._candidates = DETECTED
+        self._joinable = codecs.lookup(self.encoding).name in _LF_SAFE
 
     @property
     def output(self) -> str:
@@ -252,6 +311,21 @@ class Codec:
                 self.encoding = encoding
                 return text
         return None
+
+    def decode_joined(self, raw: bytes) -> str | None:
+        """
+        Several lines joined with LF, decoded in one go - or None, and then
+        they must go one by one through L{decode}.  One go gives what line
+        by line would, when every line fits the current encoding: in the
+        encodings of L{_LF_SAFE} an LF byte is always a whole character, so
+        the whole fits exactly when each line does, and detection keeps its
+        current choice.
+        """
+        if not self._joinable:
+            return None
+        if raw.isascii():
+            return raw.decode("ascii")
+        return decode(raw, self.encoding)
 
 
 _HTTP_METHODS = (

@@ -1,0 +1,225 @@
+"""
+The end-of-turn writer (L{TurnFlusher}): on a socket transport, what a
+connection is sent during one reactor turn goes out once, at the end of the
+turn, with one direct C{writeSomeData}; what the kernel does not take goes
+to Twisted's buffer, and everything after it waits its turn behind it.
+
+The transport here is a real L{FileDescriptor} (so C{write}, C{doWrite},
+the producer calls and the buffer are Twisted's own) whose "socket" takes at
+most C{room} bytes per call.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionAborted, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_tcpchat.config import ChatConfig
+from twisted_tcpchat.protocol import ChatFactory, ChatProtocol
+
+SERVER = IPv4Address("TCP", "127.0.0.1", 65432)
+
+
+class _Reactor:
+    """Just enough of a reactor for a FileDescriptor's start/stop calls."""
+
+    def __init__(self) -> None:
+        self.writers: set[object] = set()
+
+    def addReader(self, reader: object) -> None:
+        pass
+
+    def removeReader(self, reader: object) -> None:
+        pass
+
+    def addWriter(self, writer: object) -> None:
+        self.writers.add(writer)
+
+    def removeWriter(self, writer: object) -> None:
+        self.writers.discard(writer)
+
+
+class SocketLike(FileDescriptor):
+    """A connected socket transport whose kernel takes C{room} bytes a call."""
+
+    def __init__(self, peer: IPv4Address, room: int = 1 << 30) -> None:
+        self.fake_reactor = _Reactor()
+        super().__init__(reactor=self.fake_reactor)  # type: ignore[arg-type]
+        self.connected = 1
+        self.room = room
+        self.calls: list[bytes] = []  # what each writeSomeData sent
+        self.peer = peer
+        self.aborted = False
+        self.protocol: ChatProtocol
+
+    def writeSomeData(self, data: bytes) -> int:
+        taken = bytes(data[: self.room])
+        self.calls.append(taken)
+        return len(taken)
+
+    @property
+    def received(self) -> bytes:
+        return b"".join(self.calls)
+
+    def drain(self) -> None:
+        """What the reactor does while the socket is writable: doWrite until empty."""
+        while self in self.fake_reactor.writers:
+            self.doWrite()
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.connected = 0
+        self.protocol.connectionLost(Failure(ConnectionAborted()))
+
+    def getPeer(self) -> IPv4Address:
+        return self.peer
+
+    def getHost(self) -> IPv4Address:
+        return SERVER
+
+    def fileno(self) -> int:
+        return -1
+
+
+def connect(
+    factory: ChatFactory, port: int, room: int = 1 << 30
+) -> tuple[ChatProtocol, SocketLike]:
+    peer = IPv4Address("TCP", "127.0.0.1", port)
+    protocol = factory.buildProtocol(peer)
+    transport = SocketLike(peer, room)
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+class TurnFlushTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = ChatFactory(
+            ChatConfig(history=0, quiet_presence=True, greeting="hi"), clock=self.clock
+        )
+
+    def test_writes_of_one_turn_go_out_together_at_its_end(self) -> None:
+        reader, socket = connect(self.factory, 1)
+        sender, _ = connect(self.factory, 2)
+        self.assertEqual(socket.calls, [])  # the greeting waits for the turn's end
+        self.clock.advance(0)
+        self.assertEqual(len(socket.calls), 1)
+        self.assertTrue(socket.calls[0].startswith(b"hi\r\n"))
+        del socket.calls[:]
+        sender.dataReceived(b"one\n")
+        sender.dataReceived(b"two\nthree\n")
+        reader.send_line("* a notice")
+        self.assertEqual(socket.calls, [])
+        self.clock.advance(0)
+        self.assertEqual(
+            socket.calls,
+            [b"<guest2> one\r\n<guest2> two\r\n<guest2> three\r\n* a notice\r\n"],
+        )
+        self.assertEqual(socket.fake_reactor.writers, set())  # epoll never asked
+
+    def test_what_the_kernel_refuses_waits_in_twisteds_buffer_in_order(self) -> None:
+        reader, socket = connect(self.factory, 1, room=10)
+        self.clock.advance(0)
+        socket.drain()
+        greeting = socket.received
+        del socket.calls[:]
+        socket.room = 4
+        reader.send_line("first line")
+        self.clock.advance(0)
+        self.assertEqual(socket.calls, [b"firs"])  # the rest is Twisted's now
+        self.assertIn(socket, socket.fake_reactor.writers)
+        reader.send_line("second")
+        self.clock.advance(0)
+        # Not sent past the older bytes: it joined them in Twisted's buffer.
+        self.assertEqual(socket.calls, [b"firs"])
+        socket.drain()
+        self.assertEqual(socket.received, b"first line\r\nsecond\r\n")
+        # Twisted's buffer is empty again (it said so): straight to the socket.
+        del socket.calls[:]
+        socket.room = 100
+        reader.send_line("third")
+        self.clock.advance(0)
+        self.assertEqual(socket.calls, [b"third\r\n"])
+        self.assertTrue(greeting.startswith(b"hi\r\n"))
+
+    def test_client_that_stops_reading_is_cut_off_at_the_cap(self) -> None:
+        factory = ChatFactory(
+            ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=1000),
+            clock=self.clock,
+        )
+        _stuck, socket = connect(factory, 1, room=0)
+        sender, sender_socket = connect(factory, 2)
+        with capturedLogs() as events:
+            for _ in range(30):
+                sender.dataReceived(b"x" * 40 + b"\n")
+                self.clock.advance(0)
+        self.assertTrue(socket.aborted)
+        text = [formatEvent(e) for e in events]
+        self.assertTrue([t for t in text if "not reading" in t and "the limit is 1000" in t], text)
+        self.assertEqual(factory.server.client_count, 1)
+        self.assertFalse(sender_socket.aborted)
+
+    def test_held_bytes_count_against_the_cap_until_twisted_sends_them(self) -> None:
+        # The greeting and the room's welcome, and a 60-byte line: 40 under.
+        welcome = len(
+            b"hi\r\n* you are guest1; /nick NAME changes it, /help lists the commands\r\n"
+        )
+        factory = ChatFactory(
+            ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=welcome + 62 + 40),
+            clock=self.clock,
+        )
+        reader, socket = connect(factory, 1, room=0)
+        self.clock.advance(0)
+        reader.send_line("y" * 60)
+        self.clock.advance(0)
+        self.assertFalse(socket.aborted)
+        self.assertEqual(socket.received, b"")
+        socket.room = 1 << 20
+        socket.drain()  # Twisted sends them: nothing is held any more
+        reader.send_line("z" * 60)
+        self.clock.advance(0)
+        self.assertFalse(socket.aborted)
+        socket.room = 0
+        reader.send_line("z" * 60)
+        self.clock.advance(0)
+        reader.send_line("z" * 60)
+        self.assertFalse(socket.aborted)
+        reader.send_line("z" * 60)  # 186 bytes waiting: over the cap
+        self.assertTrue(socket.aborted)
+
+    def test_close_sends_what_is_owed_first(self) -> None:
+        client, socket = connect(self.factory, 1)
+        client.dataReceived(b"exit\n")
+        # No turn has ended, yet the goodbye went out before the close began.
+        self.assertTrue(socket.disconnecting)
+        socket.drain()
+        self.assertTrue(socket.received.startswith(b"hi\r\n"))
+        self.assertTrue(socket.received.endswith(b"Goodbye.\r\n"), socket.received)
+
+    def test_abort_drops_what_is_waiting(self) -> None:
+        client, socket = connect(self.factory, 1)
+        client.send_line("never sent")
+        client.abort()
+        self.clock.advance(0)
+        self.assertEqual(socket.calls, [])
+        self.assertTrue(socket.aborted)
+
+    def test_lost_connection_drops_what_is_waiting(self) -> None:
+        client, socket = connect(self.factory, 1)
+        client.connectionLost(Failure(ConnectionLost()))
+        self.clock.advance(0)
+        self.assertEqual(socket.calls, [])
+
+    def test_other_transports_are_written_at_once(self) -> None:
+        from tests.helpers import connect as connect_string
+
+        protocol, transport = connect_string(factory=self.factory)
+        self.assertTrue(transport.value().startswith(b"hi\r\n"))
+        protocol.send_line("now")
+        self.assertTrue(transport.value().endswith(b"now\r\n"))
