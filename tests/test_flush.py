@@ -6,7 +6,7 @@ to Twisted's buffer, and everything after it waits its turn behind it.
 
 The transport here is a real L{FileDescriptor} (so C{write}, C{doWrite},
 the producer calls and the buffer are Twisted's own) whose "socket" takes at
-most C{room} bytes per call.
+most C{room} bytes per call, and raises BlockingIOError when it is full.
 """
 
 from __future__ import annotations
@@ -55,12 +55,28 @@ class SocketLike(FileDescriptor):
         self.calls: list[bytes] = []  # what each writeSomeData sent
         self.peer = peer
         self.aborted = False
+        self.fail: Exception | None = None  # what send() raises, if anything
         self.protocol: ChatProtocol
 
-    def writeSomeData(self, data: bytes) -> int:
+    def send(self, data: bytes) -> int:
+        """The socket's send: what fits, or BlockingIOError when nothing does."""
+        if self.fail is not None:
+            raise self.fail
+        if not self.room:
+            raise BlockingIOError
         taken = bytes(data[: self.room])
         self.calls.append(taken)
         return len(taken)
+
+    def getHandle(self) -> SocketLike:
+        return self  # the "socket": its send() is the one above
+
+    def writeSomeData(self, data: bytes) -> int:
+        """Twisted's own sends (once it holds bytes) go the same way."""
+        try:
+            return self.send(data)
+        except BlockingIOError:
+            return 0
 
     @property
     def received(self) -> bytes:
@@ -223,3 +239,41 @@ class TurnFlushTests(SynchronousTestCase):
         self.assertTrue(transport.value().startswith(b"hi\r\n"))
         protocol.send_line("now")
         self.assertTrue(transport.value().endswith(b"now\r\n"))
+
+
+class FlushFailureTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = ChatFactory(
+            ChatConfig(history=0, quiet_presence=True, greeting="hi"), clock=self.clock
+        )
+
+    def test_a_reset_connection_is_left_to_twisted_and_the_rest_still_get_theirs(self) -> None:
+        first, broken = connect(self.factory, 1)
+        second, fine = connect(self.factory, 2)
+        broken.fail = ConnectionResetError()
+        first.send_line("lost")
+        second.send_line("kept")
+        self.clock.advance(0)
+        # Handed to Twisted's buffer, whose next write will find the reset.
+        self.assertIn(broken, broken.fake_reactor.writers)
+        self.assertTrue(fine.received.endswith(b"kept\r\n"))
+
+    def test_an_internal_error_ends_that_connection_only(self) -> None:
+        first, odd = connect(self.factory, 1)
+        second, fine = connect(self.factory, 2)
+        odd.fail = RuntimeError("bug")
+        with capturedLogs() as events:
+            first.send_line("x")
+            second.send_line("kept")
+            self.clock.advance(0)
+        self.assertTrue(odd.aborted)
+        self.assertTrue(fine.received.endswith(b"kept\r\n"))
+        failures = [e for e in events if e.get("log_failure") is not None]
+        self.assertEqual(len(failures), 1)
+        self.assertIn("127.0.0.1:1", formatEvent(failures[0]))
+        self.flushLoggedErrors(RuntimeError)
+        # Later turns still flush.
+        second.send_line("later")
+        self.clock.advance(0)
+        self.assertTrue(fine.received.endswith(b"later\r\n"))

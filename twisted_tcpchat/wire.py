@@ -286,18 +286,25 @@ class Codec:
     trying that one first; C{output} is what to encode lines to it with.
     """
 
-    __slots__ = ("_candidates", "_fixed", "_joinable", "encoding")
+    __slots__ = ("_candidates", "_encoding", "_fixed", "_joinable", "output")
 
     def __init__(self, encoding: str | None = None) -> None:
         self._fixed = encoding is not None
-        self.encoding = encoding or DETECTED[0]
         self._candidates = DETECTED
+        self.encoding = encoding or DETECTED[0]
         self._joinable = codecs.lookup(self.encoding).name in _LF_SAFE
 
     @property
-    def output(self) -> str:
-        """The encoding to send this client text in."""
-        return _OUTPUT.get(self.encoding, self.encoding)
+    def encoding(self) -> str:
+        """The encoding this client's text is read in."""
+        return self._encoding
+
+    @encoding.setter
+    def encoding(self, encoding: str) -> None:
+        self._encoding = encoding
+        #: The encoding to send this client text in (an attribute, not a
+        #: property: it is read once per line sent to every member).
+        self.output = _OUTPUT.get(encoding, encoding)
 
     def decode(self, raw: bytes) -> str | None:
         """The text of one line, or None when no encoding fits its bytes."""
