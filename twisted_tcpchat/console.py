@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_tcpchat.commands import perform
 from twisted_tcpchat.interfaces import IParticipant, IRoom
+from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.wire import LineBuffer, Overlong, escape_controls
 
-log = Logger(namespace="tcpchat")
+log = TurnLog(namespace="tcpchat")
 
 
 @implementer(IParticipant)

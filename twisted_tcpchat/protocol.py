@@ -19,20 +19,22 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
     IPushProducer,
+    IReactorCore,
     IReactorTime,
     ISSLTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_tcpchat import logs
 from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.interfaces import IConnection
+from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.server import ChatServer, Peer, Session
 from twisted_tcpchat.wire import LineBuffer, encode_line, encode_lines, sniff
 
-log = Logger(namespace="tcpchat")
+log = TurnLog(namespace="tcpchat")
 
 
 def address_parts(address: IAddress) -> tuple[str, int]:
@@ -123,33 +125,60 @@ class TurnFlusher:
     (C{callLater(0)} runs before the reactor polls again) keeps the
     coalescing: a client that is sent lines from 100 senders in one turn
     still gets one C{send}, not 100.
+
+    With C{hold_log}, from the first read or write of a turn until its sends
+    are done, the log is held (L{twisted_tcpchat.logs}): writing it is the
+    costliest part of relaying a read, and it no longer stands between a
+    line and its delivery.  Only on a real reactor, which always runs the
+    flush (or stops, and then L{ChatFactory} flushes): a test's clock that
+    is never advanced would hold every log event of the process.
     """
 
-    __slots__ = ("_call", "_clock", "_dirty")
+    __slots__ = ("_call", "_clock", "_dirty", "_hold_log")
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, hold_log: bool = False) -> None:
         self._clock = clock
+        self._hold_log = hold_log
         self._dirty: list[ChatProtocol] = []
         self._call: IDelayedCall | None = None
+
+    def begin(self) -> None:
+        """A connection is busy this turn: flush (and hold the log) until its end."""
+        if self._call is None:
+            self._call = self._clock.callLater(0, self.flush)
+            if self._hold_log:
+                logs.hold()
 
     def add(self, protocol: ChatProtocol) -> None:
         """C{protocol} has something to send at the end of this turn."""
         self._dirty.append(protocol)
         if self._call is None:
-            self._call = self._clock.callLater(0, self.flush)
+            self.begin()
 
     def flush(self) -> None:
-        """Send what every connection was given this turn."""
+        """
+        Send what every connection was given this turn, then write the log.
+        (Called early, at shutdown, it does the same at once.)
+        """
+        call = self._call
+        if call is None:
+            return
+        if call.active():
+            call.cancel()
         self._call = None
         dirty, self._dirty = self._dirty, []
-        for protocol in dirty:
-            try:
-                protocol.send_now()
-            except Exception:
-                # Not expected; but one connection's failure must not keep
-                # the others' lines from going out.
-                log.failure("internal error sending to {peer}", peer=str(protocol.peer()))
-                protocol.abort()
+        try:
+            for protocol in dirty:
+                try:
+                    protocol.send_now()
+                except Exception:
+                    # Not expected; but one connection's failure must not
+                    # keep the others' lines from going out.
+                    log.failure("internal error sending to {peer}", peer=str(protocol.peer()))
+                    protocol.abort()
+        finally:
+            if self._hold_log:
+                logs.release()
 
 
 @implementer(IConnection, IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
@@ -261,6 +290,8 @@ class ChatProtocol(Protocol):
         self.session = self._server.connected(self, Peer(host, port, server_address))
 
     def dataReceived(self, data: bytes) -> None:
+        if self._direct:
+            cast(TurnFlusher, self._flusher).begin()
         if self._first:
             self._first = False
             problem = sniff(data)
@@ -440,7 +471,11 @@ class ChatFactory(Factory):
             raise TypeError("pass either config or server, not both")
         self.server = server
         self.clock = clock
-        self.flusher = TurnFlusher(clock)
+        reactor = IReactorCore.providedBy(clock)
+        self.flusher = TurnFlusher(clock, hold_log=reactor)
+        if reactor:
+            # A reactor that stops does not run the flush it was due.
+            cast(IReactorCore, clock).addSystemEventTrigger("after", "shutdown", self.flusher.flush)
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         protocol = ChatProtocol(self.server, self.clock, self.flusher)

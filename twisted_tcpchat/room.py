@@ -17,13 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_tcpchat.interfaces import IParticipant, IRoom
 from twisted_tcpchat.limits import Bans, Network, network_of
+from twisted_tcpchat.logs import TurnLog
 
-log = Logger(namespace="tcpchat")
+log = TurnLog(namespace="tcpchat")
 
 #: What a name may hold: ASCII letters, digits, _ and -, 1 to 30 of them.
 #: ASCII only, as IRC servers do by default: Unicode letters would let

@@ -23,7 +23,6 @@ from typing import cast
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -38,6 +37,7 @@ from twisted_tcpchat.limits import (
     clients_for_open_files,
     parse_networks,
 )
+from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.room import Room, name_problem
 from twisted_tcpchat.wire import (
     Codec,
@@ -49,7 +49,7 @@ from twisted_tcpchat.wire import (
     render_template,
 )
 
-log = Logger(namespace="tcpchat")
+log = TurnLog(namespace="tcpchat")
 
 
 def login_words(text: str) -> list[str] | None:

@@ -18,17 +18,17 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, TimeoutError
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_tcpchat.config import DEFAULT_PORT, ChatConfig
 from twisted_tcpchat.console import Console
 from twisted_tcpchat.limits import clients_for_open_files
+from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.protocol import ChatFactory, address_parts
 from twisted_tcpchat.server import ChatServer, Peer
 from twisted_tcpchat.tls import HardenedTLSReactor
 
-log = Logger(namespace="tcpchat")
+log = TurnLog(namespace="tcpchat")
 
 #: Every IPv4 and IPv6 interface: on Linux one IPv6 socket bound to :: takes
 #: IPv4 clients too (as ::ffff:a.b.c.d, shown as a.b.c.d).

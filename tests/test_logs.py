@@ -1,0 +1,114 @@
+"""
+tcpchat's log can be held for the rest of a reactor turn (see
+L{twisted_tcpchat.logs}): nothing is lost or reordered, and a real server
+writes a read's log only after its lines went out.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger, capturedLogs, formatEvent
+
+from tests.helpers import DEADLINE, messages
+from tests.test_loopback import dial, eventually, start
+from twisted_tcpchat import logs
+from twisted_tcpchat.logs import TurnLog
+from twisted_tcpchat.protocol import TurnFlusher
+
+
+def test_held_events_come_out_in_order_at_the_last_release() -> None:
+    log = TurnLog(namespace="tcpchat")
+    other = TurnLog(namespace="tcpchat")
+    with capturedLogs() as events:
+        log.info("before")
+        logs.hold()
+        log.info("one {n}", n=1)
+        logs.hold()  # a second flusher in the same turn
+        other.warn("two")
+        logs.release()
+        assert [formatEvent(e) for e in events] == ["before"]
+        log.error("three")
+        logs.release()
+        log.info("after")
+    assert [formatEvent(e) for e in events] == ["before", "one 1", "two", "three", "after"]
+
+
+def test_failures_keep_their_failure() -> None:
+    log = TurnLog(namespace="tcpchat")
+    with capturedLogs() as events:
+        logs.hold()
+        try:
+            int("x")
+        except ValueError:
+            log.failure("oops")
+        logs.release()
+    assert events[-1]["log_failure"].check(ValueError)
+
+
+def test_release_without_hold_is_harmless() -> None:
+    log = TurnLog(namespace="tcpchat")
+    with capturedLogs() as events:
+        logs.release()
+        log.info("straight out")
+    assert [formatEvent(e) for e in events] == ["straight out"]
+
+
+def test_other_loggers_are_never_held() -> None:
+    with capturedLogs() as events:
+        logs.hold()
+        Logger(namespace="twisted").info("not ours")
+        assert [formatEvent(e) for e in events] == ["not ours"]
+        logs.release()
+
+
+def test_a_flusher_on_a_test_clock_does_not_hold() -> None:
+    from twisted.internet.task import Clock
+
+    flusher = TurnFlusher(Clock())
+    log = TurnLog(namespace="tcpchat")
+    with capturedLogs() as events:
+        flusher.begin()  # never flushed: the clock is not advanced
+        log.info("not held")
+    assert [formatEvent(e) for e in events] == ["not held"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_a_reactor_the_log_is_written_after_the_lines_went_out() -> None:
+    service, port = await start(history=0)
+    try:
+        reader = await dial(port)
+        sender = await dial(port)
+        await eventually(lambda: len(sender.lines) >= 2, "the greeting")
+        seen_at_send: list[list[str]] = []
+        with capturedLogs() as events:
+            assert sender.transport is not None
+            sender.transport.write(b"first\nsecond\n")
+            # When the reader has the lines, the log has them too, in order.
+            await eventually(lambda: "<guest2> second" in reader.lines, "the lines")
+            seen_at_send.append(messages(events))
+            sender.transport.write(b"/who\nthird\n")
+            await eventually(lambda: "<guest2> third" in reader.lines, "the third line")
+        log = [line for line in messages(events) if "guest2" in line and "sent" in line]
+        assert [line.split(": ", 1)[1] for line in log] == ["first", "second", "/who", "third"]
+        assert any(line.endswith("sent 5 bytes: first") for line in seen_at_send[0])
+    finally:
+        await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_held_log_is_written_at_the_end_of_the_turn() -> None:
+    """Holding never delays the log beyond the turn: a read's log is out within it."""
+    clock = cast(IReactorTime, reactor)
+    flusher = TurnFlusher(clock, hold_log=True)
+    log = TurnLog(namespace="tcpchat")
+    with capturedLogs() as events:
+        flusher.begin()
+        log.info("waits for the turn")
+        assert events == []
+        deadline = clock.seconds() + DEADLINE
+        await eventually(lambda: events or clock.seconds() > deadline, "the turn's end")
+    assert [formatEvent(e) for e in events] == ["waits for the turn"]
