@@ -11,6 +11,8 @@ most C{room} bytes per call, and raises BlockingIOError when it is full.
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionLost
@@ -25,10 +27,11 @@ from twisted_tcpchat.protocol import ChatFactory, ChatProtocol
 SERVER = IPv4Address("TCP", "127.0.0.1", 65432)
 
 
-class _Reactor:
-    """Just enough of a reactor for a FileDescriptor's start/stop calls."""
+class FakeReactor(Clock):
+    """A clock with just enough of a reactor for a FileDescriptor's calls."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.writers: set[object] = set()
 
     def addReader(self, reader: object) -> None:
@@ -47,9 +50,9 @@ class _Reactor:
 class SocketLike(FileDescriptor):
     """A connected socket transport whose kernel takes C{room} bytes a call."""
 
-    def __init__(self, peer: IPv4Address, room: int = 1 << 30) -> None:
-        self.fake_reactor = _Reactor()
-        super().__init__(reactor=self.fake_reactor)  # type: ignore[arg-type]
+    def __init__(self, peer: IPv4Address, reactor: FakeReactor, room: int = 1 << 30) -> None:
+        self.fake_reactor = reactor
+        super().__init__(reactor=reactor)  # type: ignore[arg-type]
         self.connected = 1
         self.room = room
         self.calls: list[bytes] = []  # what each writeSomeData sent
@@ -103,11 +106,12 @@ class SocketLike(FileDescriptor):
 
 
 def connect(
-    factory: ChatFactory, port: int, room: int = 1 << 30
+    factory: ChatFactory, port: int, room: int = 1 << 30, reactor: FakeReactor | None = None
 ) -> tuple[ChatProtocol, SocketLike]:
+    """A socket-like connection, run by the factory's clock unless C{reactor} is given."""
     peer = IPv4Address("TCP", "127.0.0.1", port)
     protocol = factory.buildProtocol(peer)
-    transport = SocketLike(peer, room)
+    transport = SocketLike(peer, reactor or cast(FakeReactor, factory.clock), room)
     transport.protocol = protocol
     protocol.makeConnection(transport)
     return protocol, transport
@@ -115,7 +119,7 @@ def connect(
 
 class TurnFlushTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
+        self.clock = FakeReactor()
         self.factory = ChatFactory(
             ChatConfig(history=0, quiet_presence=True, greeting="hi"), clock=self.clock
         )
@@ -181,33 +185,68 @@ class TurnFlushTests(SynchronousTestCase):
         self.assertEqual(factory.server.client_count, 1)
         self.assertFalse(sender_socket.aborted)
 
-    def test_held_bytes_count_against_the_cap_until_twisted_sends_them(self) -> None:
-        # The greeting and the room's welcome, and a 60-byte line: 40 under.
-        welcome = len(
-            b"hi\r\n* you are guest1; /nick NAME changes it, /help lists the commands\r\n"
-        )
+    def test_the_cap_is_on_what_the_kernel_has_not_taken(self) -> None:
         factory = ChatFactory(
-            ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=welcome + 62 + 40),
+            ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=200),
             clock=self.clock,
         )
         reader, socket = connect(factory, 1, room=0)
-        self.clock.advance(0)
+        self.clock.advance(0)  # the greeting and the welcome: 76 bytes held
         reader.send_line("y" * 60)
-        self.clock.advance(0)
+        self.clock.advance(0)  # 138
         self.assertFalse(socket.aborted)
-        self.assertEqual(socket.received, b"")
         socket.room = 1 << 20
-        socket.drain()  # Twisted sends them: nothing is held any more
-        reader.send_line("z" * 60)
-        self.clock.advance(0)
-        self.assertFalse(socket.aborted)
+        socket.drain()  # Twisted sends them all: nothing waits any more
         socket.room = 0
-        reader.send_line("z" * 60)
-        self.clock.advance(0)
-        reader.send_line("z" * 60)
+        for _ in range(3):  # 62, 124, 186 bytes waiting
+            reader.send_line("z" * 60)
+            self.clock.advance(0)
         self.assertFalse(socket.aborted)
-        reader.send_line("z" * 60)  # 186 bytes waiting: over the cap
+        reader.send_line("z" * 60)
+        self.clock.advance(0)  # 248: over the cap
         self.assertTrue(socket.aborted)
+
+    def test_one_big_turn_to_a_reader_with_room_is_not_cut_off(self) -> None:
+        _, socket = connect(self.factory, 1)
+        sender, _ = connect(self.factory, 2)
+        self.clock.advance(0)
+        for _ in range(5):  # 5 reads in one turn: 300,000 bytes for the reader
+            sender.dataReceived(b"".join([b"y" * 49 + b"\n"] * 1000))
+        self.clock.advance(0)
+        self.assertFalse(socket.aborted)
+        self.assertEqual(socket.received.count(b"y" * 49), 5000)
+
+    def test_a_reader_that_keeps_up_a_little_behind_is_never_cut_off(self) -> None:
+        factory = ChatFactory(
+            ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=1000),
+            clock=self.clock,
+        )
+        _, socket = connect(factory, 1, room=10)
+        sender, _ = connect(factory, 2)
+        self.clock.advance(0)
+        line = b"a line of chat, sixty bytes long, more or less, with padding"
+        delivered = len(b"<guest2> " + line + b"\r\n")
+        for _ in range(2000):  # 140,000 bytes: far past the cap, in all
+            sender.dataReceived(line + b"\n")
+            self.clock.advance(0)
+            # The socket becomes writable and takes exactly one turn's worth.
+            socket.room = delivered
+            if socket in socket.fake_reactor.writers:
+                socket.doWrite()
+        self.assertFalse(socket.aborted)
+        self.assertLess(len(socket.dataBuffer) - socket.offset + socket._tempDataLen, 1000)
+        self.assertEqual(socket.received.count(line), 2000 - 1)  # one turn behind
+
+    def test_a_factory_on_another_clock_writes_at_once(self) -> None:
+        """Its flush might never come: so its writes go to Twisted at once."""
+        elsewhere = FakeReactor()
+        protocol, socket = connect(self.factory, 1, reactor=elsewhere)
+        self.assertIn(socket, elsewhere.writers)  # the greeting, given to Twisted
+        socket.drain()
+        self.assertTrue(socket.received.startswith(b"hi\r\n"))
+        protocol.send_line("now")
+        socket.drain()
+        self.assertTrue(socket.received.endswith(b"now\r\n"))
 
     def test_close_sends_what_is_owed_first(self) -> None:
         client, socket = connect(self.factory, 1)
@@ -243,7 +282,7 @@ class TurnFlushTests(SynchronousTestCase):
 
 class FlushFailureTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.clock = Clock()
+        self.clock = FakeReactor()
         self.factory = ChatFactory(
             ChatConfig(history=0, quiet_presence=True, greeting="hi"), clock=self.clock
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import sys
 import typing
+import weakref
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -108,6 +109,38 @@ def _no_handle() -> None:
     return None
 
 
+def _direct_send(
+    transport: object, flusher: TurnFlusher | None
+) -> tuple[bool, Callable[[bytes], int]]:
+    """
+    Whether writes to C{transport} can wait for C{flusher} and then go
+    straight to its socket, and the socket's send: on a socket transport
+    (TCP or UNIX: a L{FileDescriptor} with a socket handle) run by the
+    reactor that also runs the flusher - with any other clock, the flush
+    might never come.
+    """
+    if (
+        flusher is None
+        or not isinstance(transport, FileDescriptor)
+        or getattr(transport, "reactor", None) is not flusher.clock
+        or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
+    ):
+        return False, _no_send
+    send = getattr(getattr(transport, "getHandle", _no_handle)(), "send", None)
+    if not callable(send):
+        return False, _no_send
+    return True, send
+
+
+def _unsent(transport: FileDescriptor) -> int:
+    """
+    The bytes Twisted holds for C{transport}, not yet taken by the kernel:
+    what its own C{_isSendBufferFull} measures.  (Twisted has no public
+    accessor for it; L{_direct_send} checks the attributes are there.)
+    """
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
 class TurnFlusher:
     """
     Sends what each connection was given during one reactor turn, once,
@@ -134,10 +167,10 @@ class TurnFlusher:
     is never advanced would hold every log event of the process.
     """
 
-    __slots__ = ("_call", "_clock", "_dirty", "_hold_log")
+    __slots__ = ("__weakref__", "_call", "_dirty", "_hold_log", "clock")
 
     def __init__(self, clock: IReactorTime, hold_log: bool = False) -> None:
-        self._clock = clock
+        self.clock = clock
         self._hold_log = hold_log
         self._dirty: list[ChatProtocol] = []
         self._call: IDelayedCall | None = None
@@ -145,7 +178,7 @@ class TurnFlusher:
     def begin(self) -> None:
         """A connection is busy this turn: flush (and hold the log) until its end."""
         if self._call is None:
-            self._call = self._clock.callLater(0, self.flush)
+            self._call = self.clock.callLater(0, self.flush)
             if self._hold_log:
                 logs.hold()
 
@@ -174,11 +207,23 @@ class TurnFlusher:
                 except Exception:
                     # Not expected; but one connection's failure must not
                     # keep the others' lines from going out.
-                    log.failure("internal error sending to {peer}", peer=str(protocol.peer()))
-                    protocol.abort()
+                    self._failed(protocol)
         finally:
             if self._hold_log:
                 logs.release()
+
+    @staticmethod
+    def _failed(protocol: ChatProtocol) -> None:
+        """Sending to C{protocol} raised: log it and drop that connection."""
+        try:
+            peer = str(protocol.peer())
+        except Exception:
+            peer = "a client"
+        log.failure("internal error sending to {peer}", peer=peer)
+        try:
+            protocol.abort()
+        except Exception:
+            log.failure("internal error dropping {peer}", peer=peer)
 
 
 @implementer(IConnection, IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
@@ -196,12 +241,10 @@ class ChatProtocol(Protocol):
     a C client's shutdown(SHUT_WR)) still gets every line owed to it: without
     it Twisted drops the connection, and what is queued, at the client's FIN.
 
-    On a socket (TCP or UNIX) what the session sends during a reactor turn
-    is sent at the end of the turn by a L{TurnFlusher}, with one C{send}.
-    The protocol is then a pull producer on its transport: Twisted says
-    (C{resumeProducing}) when its buffer is empty again, so the protocol
-    knows exactly how much is waiting for the client - in its own list and
-    in Twisted's buffer - and past the send-queue cap the session is cut
+    On a socket (TCP or UNIX) of the reactor the factory runs on, what the
+    session sends during a reactor turn is sent at the end of the turn by a
+    L{TurnFlusher}, with one C{send}; what the kernel does not take waits
+    in Twisted's buffer, and past the send-queue cap the session is cut
     off.  On other transports (TLS, test fakes) it writes at once, and is a
     streaming producer: it hears when the client stops reading (Twisted
     pauses it at 64 KiB unsent), and counts what is sent while paused
@@ -216,13 +259,10 @@ class ChatProtocol(Protocol):
     ) -> None:
         self._server = server
         self._flusher = flusher
-        # On a socket: what this turn's writes gathered, and how many bytes
-        # wait in all (here and in Twisted's buffer).
+        # On a socket: its send(), and what this turn's writes gathered.
         self._direct = False
         self._send: Callable[[bytes], int] = _no_send
         self._out: list[bytes] | None = None
-        self._unsent = 0
-        self._held = 0
         self._config = server.config
         self._clock = clock
         self._framer = LineBuffer(server.config.max_line)
@@ -243,11 +283,8 @@ class ChatProtocol(Protocol):
         # and StringTransport in tests) has abortConnection.
         self._transport = transport = cast(StreamTransport, self.transport)
         tune_tcp(transport, self._config.keepalive)
-        if self._flusher is not None and isinstance(transport, FileDescriptor):
-            send = getattr(getattr(transport, "getHandle", _no_handle)(), "send", None)
-            if callable(send):
-                self._direct, self._send = True, send
-        transport.registerProducer(self, not self._direct)
+        self._direct, self._send = _direct_send(transport, self._flusher)
+        transport.registerProducer(self, True)
         if ISSLTransport.providedBy(transport):
             unwelcome = self._server.unwelcome(self.peer().host)
             if unwelcome is not None:
@@ -341,8 +378,7 @@ class ChatProtocol(Protocol):
                 why=why_lost(reason),
             )
 
-    # IPushProducer (IPullProducer on a socket): the transport tells us how
-    # the client is reading.
+    # IPushProducer: the transport tells us how the client is reading.
 
     def pauseProducing(self) -> None:
         if self._queued is None:
@@ -350,9 +386,6 @@ class ChatProtocol(Protocol):
 
     def resumeProducing(self) -> None:
         self._queued = None
-        # As a pull producer: Twisted's buffer is empty.
-        self._unsent -= self._held
-        self._held = 0
 
     def stopProducing(self) -> None:
         self._queued = None
@@ -375,9 +408,6 @@ class ChatProtocol(Protocol):
                 cast(TurnFlusher, self._flusher).add(self)
             else:
                 self._out.append(data)
-            self._unsent += len(data)
-            if self._unsent > self._config.send_queue:
-                self.session.send_queue_full(self._unsent)
             return
         self._transport.write(data)
         if self._queued is not None:
@@ -389,14 +419,16 @@ class ChatProtocol(Protocol):
         """
         Send what this turn gathered: straight to the socket if Twisted's
         buffer is empty, and what the kernel does not take (or all of it, if
-        Twisted still holds older bytes) to Twisted's buffer.
+        Twisted still holds older bytes) to Twisted's buffer.  Then the
+        send-queue cap applies to what waits there.
         """
         out = self._out
         if out is None:
             return
         self._out = None
         data = out[0] if len(out) == 1 else b"".join(out)
-        if not self._held:
+        transport = cast(FileDescriptor, self._transport)
+        if not _unsent(transport):
             # What Twisted's writeSomeData does, without its wrappers (a
             # fifth of the time of a small send): Python retries EINTR, and
             # a full socket buffer raises BlockingIOError.
@@ -406,13 +438,13 @@ class ChatProtocol(Protocol):
                 # Full (BlockingIOError), or the connection is gone: then
                 # Twisted's own write, below, finds out and ends it as usual.
                 sent = 0
-            if sent:
-                self._unsent -= sent
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        self._held += len(data)
-        self._transport.write(data)
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
+        queued = _unsent(transport)
+        if queued > self._config.send_queue and not self._closing:
+            self.session.send_queue_full(queued)
 
     def close(self) -> None:
         if self._closing:
@@ -445,6 +477,12 @@ class ChatProtocol(Protocol):
             call.cancel()
 
 
+def _flush_if_alive(flusher: weakref.ref[TurnFlusher]) -> None:
+    alive = flusher()
+    if alive is not None:
+        alive.flush()
+
+
 class ChatFactory(Factory):
     """
     Builds a L{ChatProtocol} per connection, all serving one L{ChatServer}.
@@ -474,8 +512,11 @@ class ChatFactory(Factory):
         reactor = IReactorCore.providedBy(clock)
         self.flusher = TurnFlusher(clock, hold_log=reactor)
         if reactor:
-            # A reactor that stops does not run the flush it was due.
-            cast(IReactorCore, clock).addSystemEventTrigger("after", "shutdown", self.flusher.flush)
+            # A reactor that stops does not run the flush it was due.  (By
+            # weak reference: the trigger stays, the factory may go.)
+            cast(IReactorCore, clock).addSystemEventTrigger(
+                "after", "shutdown", _flush_if_alive, weakref.ref(self.flusher)
+            )
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         protocol = ChatProtocol(self.server, self.clock, self.flusher)
