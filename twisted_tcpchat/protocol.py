@@ -9,7 +9,7 @@ import socket
 import sys
 import typing
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 from twisted.internet.abstract import FileDescriptor
@@ -101,20 +101,18 @@ class StreamTransport(typing.Protocol):
     def getHost(self) -> IAddress: ...
 
 
-def _no_send(data: bytes) -> int:
-    raise AssertionError("not a socket transport")  # pragma: no cover
-
-
 def _no_handle() -> None:
     return None
 
 
-def _direct_send(
-    transport: object, flusher: TurnFlusher | None
-) -> tuple[bool, Callable[[bytes], int]]:
+class _Socket(typing.Protocol):
+    def send(self, data: bytes) -> int: ...
+
+
+def _direct_socket(transport: object, flusher: TurnFlusher | None) -> _Socket | None:
     """
-    Whether writes to C{transport} can wait for C{flusher} and then go
-    straight to its socket, and the socket's send: on a socket transport
+    The socket that writes to C{transport} can go straight to after waiting
+    for C{flusher}, or None where they cannot: they can on a socket transport
     (TCP or UNIX: a L{FileDescriptor} with a socket handle) run by the
     reactor that also runs the flusher - with any other clock, the flush
     might never come.
@@ -125,18 +123,18 @@ def _direct_send(
         or getattr(transport, "reactor", None) is not flusher.clock
         or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
     ):
-        return False, _no_send
-    send = getattr(getattr(transport, "getHandle", _no_handle)(), "send", None)
-    if not callable(send):
-        return False, _no_send
-    return True, send
+        return None
+    handle = getattr(transport, "getHandle", _no_handle)()
+    if not callable(getattr(handle, "send", None)):
+        return None
+    return cast(_Socket, handle)
 
 
 def _unsent(transport: FileDescriptor) -> int:
     """
     The bytes Twisted holds for C{transport}, not yet taken by the kernel:
     what its own C{_isSendBufferFull} measures.  (Twisted has no public
-    accessor for it; L{_direct_send} checks the attributes are there.)
+    accessor for it; L{_direct_socket} checks the attributes are there.)
     """
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
@@ -260,10 +258,8 @@ class ChatProtocol(Protocol):
         self._server = server
         self._flusher = flusher
         # On a socket: its send(), and what this turn's writes gathered.
-        self._direct = False
-        self._send: Callable[[bytes], int] = _no_send
+        self._socket: _Socket | None = None
         self._out: list[bytes] | None = None
-        self._config = server.config
         self._clock = clock
         self._framer = LineBuffer(server.config.max_line)
         self._closing = False
@@ -282,8 +278,8 @@ class ChatProtocol(Protocol):
         # Every stream transport Twisted gives a protocol (TCP, UNIX, TLS,
         # and StringTransport in tests) has abortConnection.
         self._transport = transport = cast(StreamTransport, self.transport)
-        tune_tcp(transport, self._config.keepalive)
-        self._direct, self._send = _direct_send(transport, self._flusher)
+        tune_tcp(transport, self._server.config.keepalive)
+        self._socket = _direct_socket(transport, self._flusher)
         transport.registerProducer(self, True)
         if ISSLTransport.providedBy(transport):
             unwelcome = self._server.unwelcome(self.peer().host)
@@ -294,7 +290,7 @@ class ChatProtocol(Protocol):
                 transport.abortConnection()
                 return
             self._handshake = self._clock.callLater(
-                self._config.tls_timeout, self._handshake_timed_out
+                self._server.config.tls_timeout, self._handshake_timed_out
             )
         else:
             self._start()
@@ -308,7 +304,7 @@ class ChatProtocol(Protocol):
         log.info(
             "{peer} did not finish the TLS handshake in {timeout:g} s; dropped",
             peer=str(self.peer()),
-            timeout=self._config.tls_timeout,
+            timeout=self._server.config.tls_timeout,
         )
         self._closing = True
         self._transport.abortConnection()
@@ -327,7 +323,7 @@ class ChatProtocol(Protocol):
         self.session = self._server.connected(self, Peer(host, port, server_address))
 
     def dataReceived(self, data: bytes) -> None:
-        if self._direct:
+        if self._socket is not None:
             cast(TurnFlusher, self._flusher).begin()
         if self._first:
             self._first = False
@@ -338,15 +334,17 @@ class ChatProtocol(Protocol):
         framer = self._framer
         self.session.frames_received(framer.feed(data))
         pending = framer.pending
-        if pending > self._config.max_unterminated:
+        if pending > self._server.config.max_unterminated:
             self.session.overflowed(pending)
         elif pending and not framer.terminated and not self._closing:
             # A classic client that never ends its lines: once it is quiet,
             # what it sent is one message.
             if self._quiet is not None and self._quiet.active():
-                self._quiet.reset(self._config.quiet_time)
+                self._quiet.reset(self._server.config.quiet_time)
             else:
-                self._quiet = self._clock.callLater(self._config.quiet_time, self._quiet_flush)
+                self._quiet = self._clock.callLater(
+                    self._server.config.quiet_time, self._quiet_flush
+                )
 
     def _quiet_flush(self) -> None:
         self._quiet = None
@@ -402,7 +400,7 @@ class ChatProtocol(Protocol):
 
     def _write(self, data: bytes) -> None:
         # On the way of every line to every member: kept short.
-        if self._direct:
+        if self._socket is not None:
             if self._out is None:
                 self._out = [data]
                 cast(TurnFlusher, self._flusher).add(self)
@@ -412,7 +410,7 @@ class ChatProtocol(Protocol):
         self._transport.write(data)
         if self._queued is not None:
             self._queued += len(data)
-            if self._queued > self._config.send_queue:
+            if self._queued > self._server.config.send_queue:
                 self.session.send_queue_full(self._queued)
 
     def send_now(self) -> None:
@@ -422,8 +420,8 @@ class ChatProtocol(Protocol):
         Twisted still holds older bytes) to Twisted's buffer.  Then the
         send-queue cap applies to what waits there.
         """
-        out = self._out
-        if out is None:
+        out, socket = self._out, self._socket
+        if out is None or socket is None:
             return
         self._out = None
         data = out[0] if len(out) == 1 else b"".join(out)
@@ -433,7 +431,7 @@ class ChatProtocol(Protocol):
             # fifth of the time of a small send): Python retries EINTR, and
             # a full socket buffer raises BlockingIOError.
             try:
-                sent = self._send(data)
+                sent = socket.send(data)
             except OSError:
                 # Full (BlockingIOError), or the connection is gone: then
                 # Twisted's own write, below, finds out and ends it as usual.
@@ -443,7 +441,7 @@ class ChatProtocol(Protocol):
             data = data[sent:]
         transport.write(data)
         queued = _unsent(transport)
-        if queued > self._config.send_queue and not self._closing:
+        if queued > self._server.config.send_queue and not self._closing:
             self.session.send_queue_full(queued)
 
     def close(self) -> None:
@@ -455,7 +453,7 @@ class ChatProtocol(Protocol):
         self._transport.unregisterProducer()
         self._transport.loseConnection()
         self._abort = self._clock.callLater(
-            self._config.close_grace, self._transport.abortConnection
+            self._server.config.close_grace, self._transport.abortConnection
         )
 
     def abort(self) -> None:

@@ -286,11 +286,10 @@ class Codec:
     trying that one first; C{output} is what to encode lines to it with.
     """
 
-    __slots__ = ("_candidates", "_encoding", "_fixed", "_joinable", "output")
+    __slots__ = ("_encoding", "_fixed", "_joinable", "output")
 
     def __init__(self, encoding: str | None = None) -> None:
         self._fixed = encoding is not None
-        self._candidates = DETECTED
         self.encoding = encoding or DETECTED[0]
         self._joinable = codecs.lookup(self.encoding).name in _LF_SAFE
 
@@ -312,7 +311,7 @@ class Codec:
             return decode(raw, self.encoding)
         if raw.isascii():
             return raw.decode("ascii")
-        for encoding in (self.encoding, *self._candidates):
+        for encoding in (self.encoding, *DETECTED):
             text = decode(raw, encoding)
             if text is not None:
                 self.encoding = encoding
