@@ -1,7 +1,7 @@
 """
 The end-of-turn writer (L{TurnFlusher}): on a socket transport, what a
 connection is sent during one reactor turn goes out once, at the end of the
-turn, with one direct C{writeSomeData}; what the kernel does not take goes
+turn, with one C{send} on its socket; what the kernel does not take goes
 to Twisted's buffer, and everything after it waits its turn behind it.
 
 The transport here is a real L{FileDescriptor} (so C{write}, C{doWrite},
@@ -55,7 +55,7 @@ class SocketLike(FileDescriptor):
         super().__init__(reactor=reactor)  # type: ignore[arg-type]
         self.connected = 1
         self.room = room
-        self.calls: list[bytes] = []  # what each writeSomeData sent
+        self.calls: list[bytes] = []  # what each send took
         self.peer = peer
         self.aborted = False
         self.fail: Exception | None = None  # what send() raises, if anything
