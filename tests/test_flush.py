@@ -117,13 +117,17 @@ def connect(
     return protocol, transport
 
 
-class TurnFlushTests(SynchronousTestCase):
+class _FlushCase(SynchronousTestCase):
+    """A factory whose clock is the fake reactor its socket-like transports run on."""
+
     def setUp(self) -> None:
         self.clock = FakeReactor()
         self.factory = ChatFactory(
             ChatConfig(history=0, quiet_presence=True, greeting="hi"), clock=self.clock
         )
 
+
+class TurnFlushTests(_FlushCase):
     def test_writes_of_one_turn_go_out_together_at_its_end(self) -> None:
         reader, socket = connect(self.factory, 1)
         sender, _ = connect(self.factory, 2)
@@ -280,13 +284,7 @@ class TurnFlushTests(SynchronousTestCase):
         self.assertTrue(transport.value().endswith(b"now\r\n"))
 
 
-class FlushFailureTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.clock = FakeReactor()
-        self.factory = ChatFactory(
-            ChatConfig(history=0, quiet_presence=True, greeting="hi"), clock=self.clock
-        )
-
+class FlushFailureTests(_FlushCase):
     def test_a_reset_connection_is_left_to_twisted_and_the_rest_still_get_theirs(self) -> None:
         first, broken = connect(self.factory, 1)
         second, fine = connect(self.factory, 2)

@@ -16,7 +16,7 @@ import enum
 import math
 import resource
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -50,6 +50,12 @@ from twisted_tcpchat.wire import (
 )
 
 log = TurnLog(namespace="tcpchat")
+
+
+def _log_sent(who: str, sent: Iterable[tuple[int, str]]) -> None:
+    """One log event for the chat lines of a read: who sent how many bytes of what."""
+    lines = [f"{who} sent {size} bytes: {text}" for size, text in sent]
+    log.info("{lines}", lines=escape_lines(lines))
 
 
 def login_words(text: str) -> list[str] | None:
@@ -463,14 +469,8 @@ class Session:
             return False
         lines = text.split("\n")
         self._active_at = self._clock.seconds()
-        who = str(self)
         sizes = map(len, cast(Sequence[bytes], frames))
-        log.info(
-            "{lines}",
-            lines=escape_lines(
-                [f"{who} sent {s} bytes: {t}" for s, t in zip(sizes, lines, strict=True)]
-            ),
-        )
+        _log_sent(str(self), zip(sizes, lines, strict=True))
         room.say_lines(self, lines)
         return True
 
@@ -558,10 +558,8 @@ class Session:
         for all of them, one batch to the room (one write per member).
         """
         if self._log_batch:
-            who = str(self)
-            lines = [f"{who} sent {size} bytes: {text}" for size, text in self._log_batch]
-            self._log_batch = None
-            log.info("{lines}", lines=escape_lines(lines))
+            sent, self._log_batch = self._log_batch, None
+            _log_sent(str(self), sent)
         if self._say_batch:
             batch, self._say_batch = self._say_batch, None
             if self._room is not None and self.state is State.OPEN:

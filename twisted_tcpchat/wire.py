@@ -14,6 +14,7 @@ import functools
 import re
 import string
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 #: What ends every line the server sends.  CRLF is the network's line ending
 #: (telnet needs it; nc, C ``printf`` clients and our client all accept it).
@@ -104,7 +105,7 @@ class LineBuffer:
         else:
             # The common case, all in C: every line within the limit.
             self.terminated = True
-            frames = list(parts)
+            frames = cast(list[Frame], parts)
         if self._overflow or len(tail) > limit + 1:
             # +1: a CR that may be the first half of a CRLF split over reads.
             if tail:
@@ -291,7 +292,7 @@ class Codec:
     def __init__(self, encoding: str | None = None) -> None:
         self._fixed = encoding is not None
         self.encoding = encoding or DETECTED[0]
-        self._joinable = codecs.lookup(self.encoding).name in _LF_SAFE
+        self._joinable = encoding is None or codecs.lookup(encoding).name in _LF_SAFE
 
     @property
     def encoding(self) -> str:
