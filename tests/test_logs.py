@@ -11,13 +11,15 @@ from typing import cast
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs, formatEvent
 
-from tests.helpers import DEADLINE, messages
+from tests.helpers import DEADLINE, Client, messages
 from tests.test_loopback import dial, eventually, start
 from twisted_tcpchat import logs
+from twisted_tcpchat.config import ChatConfig
 from twisted_tcpchat.logs import TurnLog
-from twisted_tcpchat.protocol import TurnFlusher
+from twisted_tcpchat.protocol import ChatFactory, TurnFlusher
 
 
 def test_held_events_come_out_in_order_at_the_last_release() -> None:
@@ -112,3 +114,26 @@ async def test_held_log_is_written_at_the_end_of_the_turn() -> None:
         deadline = clock.seconds() + DEADLINE
         await eventually(lambda: events or clock.seconds() > deadline, "the turn's end")
     assert [formatEvent(e) for e in events] == ["waits for the turn"]
+
+
+def test_a_reads_log_text_is_made_when_written_and_the_same_every_time() -> None:
+    """
+    The chat lines' log text is made when an observer formats the event (on
+    a server: after the sends); each observer gets the same text, escapes
+    and sizes included, whichever path (whole read, or line by line) took
+    the read.
+    """
+    factory = ChatFactory(ChatConfig(history=0, quiet_presence=True), clock=Clock())
+    alice, bob = Client(factory), Client(factory)
+    with capturedLogs() as events:
+        alice.send(b"hi\r\nsee \x1b[2J this\n")  # the whole-read path
+        alice.send(b"/me waves\nplain again\n")  # a command: line by line
+    sent = [e for e in events if "lines" in e]
+    first = [formatEvent(e) for e in sent]
+    assert first == [formatEvent(e) for e in sent]  # a second observer
+    assert first == [
+        "guest1 (192.0.2.7:40001) sent 2 bytes: hi\n"
+        "guest1 (192.0.2.7:40001) sent 13 bytes: see \\x1b[2J this",
+        "guest1 (192.0.2.7:40001) sent 11 bytes: plain again",
+    ]
+    assert bob.new_lines()[-1] == "<guest1> plain again"

@@ -16,7 +16,7 @@ import enum
 import math
 import resource
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -52,10 +52,42 @@ from twisted_tcpchat.wire import (
 log = TurnLog(namespace="tcpchat")
 
 
-def _log_sent(who: str, sent: Iterable[tuple[int, str]]) -> None:
+class _Sizes:
+    """The sizes of some lines' bytes, counted each time they are asked for."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: Sequence[bytes]) -> None:
+        self.frames = frames
+
+    def __iter__(self) -> Iterator[int]:
+        return map(len, self.frames)
+
+
+class _Sent:
+    """
+    The log's text for the chat lines of a read - who sent how many bytes
+    of what, a line each - made only when the log is written: on a server,
+    once the turn's lines have gone out.  (Made each time it is asked for:
+    every log observer gets the same text.)
+    """
+
+    __slots__ = ("sizes", "texts", "who")
+
+    def __init__(self, who: str, sizes: Iterable[int], texts: Sequence[str]) -> None:
+        self.who = who
+        self.sizes = sizes  # iterable again and again
+        self.texts = texts
+
+    def __str__(self) -> str:
+        who = self.who
+        sent = zip(self.sizes, self.texts, strict=True)
+        return escape_lines([f"{who} sent {size} bytes: {text}" for size, text in sent])
+
+
+def _log_sent(who: str, sizes: Iterable[int], texts: Sequence[str]) -> None:
     """One log event for the chat lines of a read: who sent how many bytes of what."""
-    lines = [f"{who} sent {size} bytes: {text}" for size, text in sent]
-    log.info("{lines}", lines=escape_lines(lines))
+    log.info("{lines}", lines=_Sent(who, sizes, texts))
 
 
 def login_words(text: str) -> list[str] | None:
@@ -469,8 +501,7 @@ class Session:
             return False
         lines = text.split("\n")
         self._active_at = self._clock.seconds()
-        sizes = map(len, cast(Sequence[bytes], frames))
-        _log_sent(str(self), zip(sizes, lines, strict=True))
+        _log_sent(str(self), _Sizes(cast(Sequence[bytes], frames)), lines)
         room.say_lines(self, lines)
         return True
 
@@ -559,7 +590,7 @@ class Session:
         """
         if self._log_batch:
             sent, self._log_batch = self._log_batch, None
-            _log_sent(str(self), sent)
+            _log_sent(str(self), [size for size, _ in sent], [text for _, text in sent])
         if self._say_batch:
             batch, self._say_batch = self._say_batch, None
             if self._room is not None and self.state is State.OPEN:
