@@ -5,6 +5,8 @@ commands that reach it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -13,6 +15,7 @@ from tests.helpers import FakeParticipant, welcome
 from twisted_tcpchat.commands import HELP, Quit, perform
 from twisted_tcpchat.interfaces import IParticipant, IRoom
 from twisted_tcpchat.room import Room, format_idle, name_problem
+from twisted_tcpchat.wire import Joined, encode_lines
 
 
 class RoomCase(SynchronousTestCase):
@@ -222,6 +225,31 @@ class HistoryTests(RoomCase):
         )
         room.say(a, "live")
         self.assertEqual(late.take(), ["<guest1> live"])
+
+    def test_a_joined_batch_is_prefixed_whole_and_its_tail_kept(self) -> None:
+        """A read's lines as one L{Joined} text: everyone gets them, the history its last N."""
+        room = Room(self.clock, history=3)
+        a, b = self.joined("a", "b", room=room)
+        lines = [f"line {n}" for n in range(10)]
+        room.say_lines(a, Joined("\n".join(lines)))
+        self.assertEqual(b.take(), [f"<guest1> {line}" for line in lines])
+        late = FakeParticipant()
+        room.join(late)
+        self.assertEqual(
+            late.take(),
+            [welcome("guest3"), *[f"[history] <guest1> line {n}" for n in (7, 8, 9)]],
+        )
+
+    def test_a_name_that_needs_escaping_is_escaped_on_a_joined_batch_too(self) -> None:
+        """(Defence in depth: names are checked, so none holds a control.)"""
+        (a,) = self.joined("a")
+        batches: list[Sequence[str]] = []
+        b = FakeParticipant("b")
+        b.send_lines = batches.append  # type: ignore[method-assign]
+        self.room.join(b)
+        self.room._by_participant[a].name = "bad\x1bname"
+        self.room.say_lines(a, Joined("one\ntwo"))
+        self.assertEqual(encode_lines(batches[-1]), b"<bad\\x1bname> one\r\n<bad\\x1bname> two\r\n")
 
     def test_history_off(self) -> None:
         room = Room(self.clock, history=0)

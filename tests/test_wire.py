@@ -21,6 +21,7 @@ from twisted_tcpchat.wire import (
     decode,
     encode_line,
     escape_controls,
+    escape_lines,
     render_template,
     sniff,
     split_lines,
@@ -336,3 +337,51 @@ def test_fast_escape_check_agrees_with_the_full_one(text: str) -> None:
     assert _needs_escape_but_lf(text) == (_NEEDS_ESCAPE_BUT_LF.search(text) is not None)
     ascii_text = text.encode("ascii", "ignore").decode()
     assert _needs_escape_but_lf(ascii_text) == (_NEEDS_ESCAPE_BUT_LF.search(ascii_text) is not None)
+
+
+_LINE = st.text(alphabet=st.characters(exclude_characters="\n"), max_size=8)
+
+
+@given(
+    st.lists(_LINE, min_size=1, max_size=6),
+    st.text(alphabet=st.characters(exclude_characters="\n"), max_size=4),
+    st.sampled_from(["utf-8", "gbk", "latin-1", "utf-16", "UTF8", "cp437"]),
+)
+def test_joined_lines_are_what_a_list_of_the_same_lines_is(
+    lines: list[str], prefix: str, encoding: str
+) -> None:
+    """
+    L{Joined} is only a faster way to the same bytes: kept whole, prefixed,
+    encoded (LF replaced in the bytes, for encodings where that is safe),
+    it gives what the list of its lines gives, and looks like that list.
+    """
+    from twisted_tcpchat.wire import Joined, encode_lines
+
+    text = "\n".join(lines)
+    joined = Joined.of(text)
+    if joined is None:  # something to escape: the list path does that
+        assert escape_lines(lines) != text
+        return
+    assert escape_lines(lines) == text
+    assert list(joined) == lines
+    assert len(joined) == len(lines)
+    for start in range(-len(lines) - 2, 0):
+        assert Joined(text)[start:] == lines[start:]  # unsplit: from the end
+        assert joined[start:] == lines[start:]  # split already
+    assert joined[0] == lines[0]
+    assert joined[-1] == lines[-1]
+    assert encode_lines(joined, encoding) == encode_lines(list(lines), encoding)
+    if escape_controls(prefix) == prefix:
+        with_prefix = joined.prefixed(prefix)
+        assert list(with_prefix) == [prefix + line for line in lines]
+        assert encode_lines(with_prefix, encoding) == encode_lines(
+            [prefix + line for line in lines], encoding
+        )
+
+
+def test_joined_lines_refuse_what_needs_escaping() -> None:
+    from twisted_tcpchat.wire import Joined
+
+    assert Joined.of("fine\nalso fine\twith a tab") is not None
+    for bad in ("a\x1b[2J", "\x00", "b\x7f", "\x85", "right\u202eto left", "\r"):
+        assert Joined.of("ok\n" + bad) is None, repr(bad)

@@ -22,6 +22,7 @@ from zope.interface import implementer
 from twisted_tcpchat.interfaces import IParticipant, IRoom
 from twisted_tcpchat.limits import Bans, Network, network_of
 from twisted_tcpchat.logs import TurnLog
+from twisted_tcpchat.wire import Joined, escape_controls
 
 log = TurnLog(namespace="tcpchat")
 
@@ -218,7 +219,10 @@ class Room:
         sender = self._member(participant)
         if sender is not None:
             prefix = f"<{sender.name}> "
-            self._relay(sender, [prefix + text for text in texts])
+            if isinstance(texts, Joined) and escape_controls(prefix) == prefix:
+                self._relay(sender, texts.prefixed(prefix))  # (one pass, in C)
+            else:
+                self._relay(sender, [prefix + text for text in texts])
 
     def act(self, participant: IParticipant, text: str) -> None:
         sender = self._member(participant)
@@ -308,14 +312,16 @@ class Room:
             if name not in self._by_key and name not in self._reserved:
                 return name
 
-    def _relay(self, sender: _Member, lines: list[str]) -> None:
+    def _relay(self, sender: _Member, lines: Sequence[str]) -> None:
         """
         Room lines: into the history, out to every member (the sender too
         with echo) as one batch each - formatted once, encoded once per
         encoding (see L{encode_lines}), one write per member.
         """
         sender.active_at = self._clock.seconds()
-        self._history.extend(lines)
+        history = self._history
+        if history.maxlen:
+            history.extend(lines[-history.maxlen :])
         for member in list(self._by_participant.values()):
             if member is not sender:
                 member.participant.send_lines(lines)

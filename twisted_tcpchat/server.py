@@ -18,6 +18,7 @@ import resource
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import add
 from typing import cast
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -42,6 +43,7 @@ from twisted_tcpchat.room import Room, name_problem
 from twisted_tcpchat.wire import (
     Codec,
     Frame,
+    Joined,
     Overlong,
     escape_controls,
     escape_lines,
@@ -80,9 +82,23 @@ class _Sent:
         self.texts = texts
 
     def __str__(self) -> str:
-        who = self.who
-        sent = zip(self.sizes, self.texts, strict=True)
-        return escape_lines([f"{who} sent {size} bytes: {text}" for size, text in sent])
+        # "who sent N bytes: text" for each line, joined in C.
+        head = f"{self.who} sent "
+        sent = map(add, map(_BYTE_COUNTS.__getitem__, self.sizes), self.texts)
+        return escape_lines([head + f"\n{head}".join(sent)])
+
+
+class _ByteCounts(dict[int, str]):
+    """C{"N bytes: "} for each line size N, made once (for sizes up to 4096)."""
+
+    def __missing__(self, size: int) -> str:
+        words = f"{size} bytes: "
+        if size <= 4096:
+            self[size] = words
+        return words
+
+
+_BYTE_COUNTS = _ByteCounts()
 
 
 def _log_sent(who: str, sizes: Iterable[int], texts: Sequence[str]) -> None:
@@ -499,7 +515,11 @@ class Session:
         text = self.codec.decode_joined(raw)
         if text is None or not plain_chat(text, self._config.exit_word):
             return False
-        lines = text.split("\n")
+        # Usually there is nothing to escape: then the lines stay one text
+        # (L{Joined}) all the way to the wire.
+        lines: Sequence[str] | None = Joined.of(text)
+        if lines is None:
+            lines = text.split("\n")
         self._active_at = self._clock.seconds()
         _log_sent(str(self), _Sizes(cast(Sequence[bytes], frames)), lines)
         room.say_lines(self, lines)
