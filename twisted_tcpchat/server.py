@@ -85,7 +85,10 @@ class _Sent:
         # "who sent N bytes: text" for each line, joined in C.
         head = f"{self.who} sent "
         sent = map(add, map(_BYTE_COUNTS.__getitem__, self.sizes), self.texts)
-        return escape_lines([head + f"\n{head}".join(sent)])
+        text = head + f"\n{head}".join(sent)
+        if isinstance(self.texts, Joined) and escape_controls(head) == head:
+            return text  # (nothing to escape in it)
+        return escape_lines([text])
 
 
 class _ByteCounts(dict[int, str]):
