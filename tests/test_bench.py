@@ -132,3 +132,22 @@ def test_idle_end_to_end(tmp_path: Path) -> None:
         assert figures["held"] == 50, row
         assert figures["connect_per_s"] > 0, row
         assert "rss_per_conn_kib" in figures, row
+
+
+@pytest.mark.timeout(2 * DEADLINE)
+def test_the_bare_twisted_relay_serves_a_fanout(tmp_path: Path) -> None:
+    """The Twisted ceiling (C{--servers twisted}) relays every line, in order."""
+    out = tmp_path / "figures.json"
+    command = [sys.executable, "-m", "twisted_tcpchat.bench", "fanout", "--receivers", "3"]
+    command += ["--duration", "0.5", "--runs", "1", "--servers", "twisted", "--quiet-wait", "0"]
+    result = subprocess.run(
+        [*command, "--json", str(out)], capture_output=True, text=True, timeout=2 * DEADLINE
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads(out.read_text())[0]["rows"]
+    figures = row["figures"]
+    assert row["server"] == "twisted"
+    assert figures["ready"] == 4, row
+    assert figures["sent"] > 0, row
+    assert figures["delivered"] == 3 * figures["sent"], row
+    assert figures["lost"] == figures["reordered"] == figures["garbled"] == 0, row

@@ -6,13 +6,14 @@ writes a read's log only after its lines went out.
 
 from __future__ import annotations
 
+import json
 from typing import cast
 
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
-from twisted.logger import Logger, capturedLogs, formatEvent
+from twisted.logger import Logger, capturedLogs, eventAsJSON, formatEvent
 
 from tests.helpers import DEADLINE, Client, messages
 from tests.test_loopback import dial, eventually, start
@@ -116,24 +117,53 @@ async def test_held_log_is_written_at_the_end_of_the_turn() -> None:
     assert [formatEvent(e) for e in events] == ["waits for the turn"]
 
 
-def test_a_reads_log_text_is_made_when_written_and_the_same_every_time() -> None:
+def test_a_reads_log_text_is_plain_text_by_the_time_observers_see_it() -> None:
     """
-    The chat lines' log text is made when an observer formats the event (on
-    a server: after the sends); each observer gets the same text, escapes
-    and sizes included, whichever path (whole read, or line by line) took
-    the read.
+    The chat lines' log text is made when the event is written (on a server:
+    after the sends), once: every observer gets the same plain text, escapes
+    and sizes included - JSON logs too - whichever path took the read
+    (one clean text, escaped lines, or line by line).
     """
     factory = ChatFactory(ChatConfig(history=0, quiet_presence=True), clock=Clock())
     alice, bob = Client(factory), Client(factory)
+    bob.new_lines()
     with capturedLogs() as events:
-        alice.send(b"hi\r\nsee \x1b[2J this\n")  # the whole-read path
+        alice.send(b"hi\r\nthere\n")  # whole read, nothing to escape (Joined)
+        alice.send(b"see \x1b[2J\nthis\n")  # whole read, escaped
         alice.send(b"/me waves\nplain again\n")  # a command: line by line
     sent = [e for e in events if "lines" in e]
-    first = [formatEvent(e) for e in sent]
-    assert first == [formatEvent(e) for e in sent]  # a second observer
-    assert first == [
-        "guest1 (192.0.2.7:40001) sent 2 bytes: hi\n"
-        "guest1 (192.0.2.7:40001) sent 13 bytes: see \\x1b[2J this",
-        "guest1 (192.0.2.7:40001) sent 11 bytes: plain again",
+    assert all(type(e["lines"]) is str for e in sent)
+    who = "guest1 (192.0.2.7:40001)"
+    assert [formatEvent(e) for e in sent] == [
+        f"{who} sent 2 bytes: hi\n{who} sent 5 bytes: there",
+        f"{who} sent 8 bytes: see \\x1b[2J\n{who} sent 4 bytes: this",
+        f"{who} sent 11 bytes: plain again",
     ]
-    assert bob.new_lines()[-1] == "<guest1> plain again"
+    assert [json.loads(eventAsJSON(e))["lines"] for e in sent] == [e["lines"] for e in sent]
+    assert bob.new_lines() == [
+        "<guest1> hi",
+        "<guest1> there",
+        "<guest1> see \\x1b[2J",
+        "<guest1> this",
+        "* guest1 waves",
+        "<guest1> plain again",
+    ]
+
+
+def test_held_lazy_text_is_made_at_release() -> None:
+    class Counted(logs.LazyText):
+        made = 0
+
+        def __str__(self) -> str:
+            Counted.made += 1
+            return "made"
+
+    log = TurnLog(namespace="tcpchat")
+    with capturedLogs() as events:
+        logs.hold()
+        log.info("{text}", text=Counted())
+        assert Counted.made == 0
+        logs.release()
+    assert Counted.made == 1
+    assert events[-1]["text"] == "made"
+    assert formatEvent(events[-1]) == "made"

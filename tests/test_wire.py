@@ -385,3 +385,18 @@ def test_joined_lines_refuse_what_needs_escaping() -> None:
     assert Joined.of("fine\nalso fine\twith a tab") is not None
     for bad in ("a\x1b[2J", "\x00", "b\x7f", "\x85", "right\u202eto left", "\r"):
         assert Joined.of("ok\n" + bad) is None, repr(bad)
+
+
+def test_joined_lines_are_checked_when_made_directly() -> None:
+    """Only L{Joined.of} says None; the constructor and prefixed() refuse."""
+    import pytest
+
+    from twisted_tcpchat.wire import Joined
+
+    with pytest.raises(ValueError, match="to escape"):
+        Joined("a\x1bb")
+    clean = Joined("one\ntwo")
+    for prefix in ("<a\x1b> ", "<a\n> ", "\u202e"):
+        with pytest.raises(ValueError, match="to escape"):
+            clean.prefixed(prefix)
+    assert list(clean.prefixed("> ")) == ["> one", "> two"]

@@ -71,6 +71,8 @@ BUILTIN_SERVERS = {
     "ours": "",  # built by ours_argv()
     "ncat": "ncat -l 127.0.0.1 {port} --chat --max-conns 65000",
     "relay": "{relay} --port {port} --limit {limit}",
+    # Twisted's ceiling: a bare relay, each read sent as is (not run by default).
+    "twisted": "{python} -m twisted_tcpchat.bench_twisted {port}",
 }
 
 #: Seconds to wait for a server to listen.
@@ -446,7 +448,10 @@ def running_server(
         words = shlex.split(template)
         if words and "/" not in words[0] and "{" not in words[0]:
             words[0] = shutil.which(words[0]) or words[0]
-        argv = [w.format(port=port, relay=tools.relay, limit=f"{life:.0f}") for w in words]
+        argv = [
+            w.format(port=port, relay=tools.relay, limit=f"{life:.0f}", python=sys.executable)
+            for w in words
+        ]
     with open(log, "wb") as out:
         process = subprocess.Popen(
             argv,
@@ -937,7 +942,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         default="ours,ncat,relay",
-        help="comma-separated: ours, ncat, relay, or a NAME given with --server",
+        help="comma-separated: ours, ncat, relay, twisted (a bare Twisted relay), "
+        "or a NAME given with --server",
     )
     parser.add_argument(
         "--server",
@@ -1031,7 +1037,7 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
                 raise BenchError("ncat is not installed (apt-get install ncat)")
             specs.append(ServerSpec(name))
         else:
-            raise BenchError(f"unknown server {name!r}: use ours, ncat, relay or --server")
+            raise BenchError(f"unknown server {name!r}: use ours, ncat, relay, twisted or --server")
     if not specs:
         raise BenchError("no servers to measure")
     return specs

@@ -33,6 +33,24 @@ class _Held:
 _held = _Held()
 
 
+class LazyText:
+    """
+    A field whose text is made only when its event is written: after the
+    turn's sends when the log is held, at once otherwise.  Every observer
+    then gets that text as a plain C{str} (a JSON log keeps it too).
+    """
+
+    __slots__ = ()
+
+
+def _made(fields: dict[str, Any]) -> dict[str, Any]:
+    """C{fields}, with each L{LazyText} made into its text."""
+    for key, value in fields.items():
+        if isinstance(value, LazyText):
+            fields[key] = str(value)
+    return fields
+
+
 class TurnLog(Logger):
     """A L{Logger} whose events wait while L{hold} is on (see the module)."""
 
@@ -40,7 +58,7 @@ class TurnLog(Logger):
         if _held.holds:
             _held.events.append((self, level, format, kwargs))
         else:
-            super().emit(level, format, **kwargs)
+            super().emit(level, format, **_made(kwargs))
 
 
 def hold() -> None:
@@ -55,4 +73,4 @@ def release() -> None:
         return
     events, _held.events = _held.events, []
     for logger, level, format, kwargs in events:
-        Logger.emit(logger, level, format, **kwargs)
+        Logger.emit(logger, level, format, **_made(kwargs))

@@ -219,7 +219,7 @@ class Room:
         sender = self._member(participant)
         if sender is not None:
             prefix = f"<{sender.name}> "
-            if isinstance(texts, Joined) and escape_controls(prefix) == prefix:
+            if isinstance(texts, Joined) and escape_controls(prefix) == prefix:  # (no LF)
                 self._relay(sender, texts.prefixed(prefix))  # (one pass, in C)
             else:
                 self._relay(sender, [prefix + text for text in texts])
@@ -320,8 +320,10 @@ class Room:
         """
         sender.active_at = self._clock.seconds()
         history = self._history
-        if history.maxlen:
-            history.extend(lines[-history.maxlen :])
+        if history.maxlen is None:
+            history.extend(lines)
+        elif history.maxlen:
+            history.extend(lines[-history.maxlen :])  # (of a long batch: only those)
         for member in list(self._by_participant.values()):
             if member is not sender:
                 member.participant.send_lines(lines)

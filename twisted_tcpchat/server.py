@@ -16,7 +16,7 @@ import enum
 import math
 import resource
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import add
 from typing import cast
@@ -38,7 +38,7 @@ from twisted_tcpchat.limits import (
     clients_for_open_files,
     parse_networks,
 )
-from twisted_tcpchat.logs import TurnLog
+from twisted_tcpchat.logs import LazyText, TurnLog
 from twisted_tcpchat.room import Room, name_problem
 from twisted_tcpchat.wire import (
     Codec,
@@ -54,31 +54,18 @@ from twisted_tcpchat.wire import (
 log = TurnLog(namespace="tcpchat")
 
 
-class _Sizes:
-    """The sizes of some lines' bytes, counted each time they are asked for."""
-
-    __slots__ = ("frames",)
-
-    def __init__(self, frames: Sequence[bytes]) -> None:
-        self.frames = frames
-
-    def __iter__(self) -> Iterator[int]:
-        return map(len, self.frames)
-
-
-class _Sent:
+class _Sent(LazyText):
     """
     The log's text for the chat lines of a read - who sent how many bytes
     of what, a line each - made only when the log is written: on a server,
-    once the turn's lines have gone out.  (Made each time it is asked for:
-    every log observer gets the same text.)
+    once the turn's lines have gone out.
     """
 
     __slots__ = ("sizes", "texts", "who")
 
     def __init__(self, who: str, sizes: Iterable[int], texts: Sequence[str]) -> None:
         self.who = who
-        self.sizes = sizes  # iterable again and again
+        self.sizes = sizes
         self.texts = texts
 
     def __str__(self) -> str:
@@ -524,7 +511,7 @@ class Session:
         if lines is None:
             lines = text.split("\n")
         self._active_at = self._clock.seconds()
-        _log_sent(str(self), _Sizes(cast(Sequence[bytes], frames)), lines)
+        _log_sent(str(self), map(len, cast(Sequence[bytes], frames)), lines)
         room.say_lines(self, lines)
         return True
 

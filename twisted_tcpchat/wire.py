@@ -202,17 +202,32 @@ class Joined(Sequence[str]):
     __slots__ = ("_lines", "text")
 
     def __init__(self, text: str) -> None:
+        """C{text}'s lines; ValueError if anything in them needs escaping."""
+        if _needs_escape_but_lf(text):
+            raise ValueError(f"{text!r} holds characters to escape")
         self.text = text
         self._lines: list[str] | None = None
 
     @classmethod
     def of(cls, text: str) -> Joined | None:
-        """C{text}'s lines as a L{Joined}, or None if anything in it needs escaping."""
-        return None if _needs_escape_but_lf(text) else cls(text)
+        """C{text}'s lines as a L{Joined}, or None if anything in them needs escaping."""
+        return None if _needs_escape_but_lf(text) else cls._checked(text)
+
+    @classmethod
+    def _checked(cls, text: str) -> Joined:
+        joined = cls.__new__(cls)
+        joined.text = text
+        joined._lines = None
+        return joined
 
     def prefixed(self, prefix: str) -> Joined:
-        """Every line with C{prefix} before it (which must hold no LF, nothing to escape)."""
-        return Joined(prefix + self.text.replace("\n", "\n" + prefix))
+        """
+        Every line with C{prefix} before it; ValueError if C{prefix} holds an
+        LF or anything to escape.
+        """
+        if "\n" in prefix or _needs_escape_but_lf(prefix):
+            raise ValueError(f"{prefix!r} holds characters to escape")
+        return Joined._checked(prefix + self.text.replace("\n", "\n" + prefix))
 
     def _split(self) -> list[str]:
         if self._lines is None:
