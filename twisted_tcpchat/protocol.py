@@ -324,8 +324,10 @@ class ChatProtocol(Protocol):
         self.session = self._server.connected(self, Peer(host, port, server_address))
 
     def dataReceived(self, data: bytes) -> None:
+        # (No typing.cast on the hot paths: it is a call, 60 ns each time.
+        # _flusher is set whenever _socket is.)
         if self._socket is not None:
-            cast(TurnFlusher, self._flusher).begin()
+            self._flusher.begin()  # type: ignore[union-attr]
         if self._first:
             self._first = False
             problem = sniff(data)
@@ -404,7 +406,7 @@ class ChatProtocol(Protocol):
         if self._socket is not None:
             if self._out is None:
                 self._out = [data]
-                cast(TurnFlusher, self._flusher).add(self)
+                self._flusher.add(self)  # type: ignore[union-attr]
             else:
                 self._out.append(data)
             return
@@ -426,7 +428,7 @@ class ChatProtocol(Protocol):
             return
         self._out = None
         data = out[0] if len(out) == 1 else b"".join(out)
-        transport = cast(FileDescriptor, self._transport)
+        transport: FileDescriptor = self._transport  # type: ignore[assignment]
         # Whether Twisted holds nothing (as _unsent, inline: this runs for
         # every member every turn).  Its doWrite empties dataBuffer and
         # resets offset together, so offset needs no look; at worst this

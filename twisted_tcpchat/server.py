@@ -499,7 +499,7 @@ class Session:
         if room is None or self._logged_in is False:
             return False
         try:
-            raw = b"\n".join(cast(Sequence[bytes], frames))
+            raw = b"\n".join(frames)  # type: ignore[arg-type]  # (no cast: a call)
         except TypeError:  # an Overlong among them
             return False
         text = self.codec.decode_joined(raw)
@@ -511,7 +511,7 @@ class Session:
         if lines is None:
             lines = text.split("\n")
         self._active_at = self._clock.seconds()
-        _log_sent(str(self), map(len, cast(Sequence[bytes], frames)), lines)
+        _log_sent(str(self), map(len, frames), lines)  # type: ignore[arg-type]
         room.say_lines(self, lines)
         return True
 

@@ -14,7 +14,7 @@ import functools
 import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
-from typing import cast, overload
+from typing import overload
 
 #: What ends every line the server sends.  CRLF is the network's line ending
 #: (telnet needs it; nc, C ``printf`` clients and our client all accept it).
@@ -105,7 +105,7 @@ class LineBuffer:
         else:
             # The common case, all in C: every line within the limit.
             self.terminated = True
-            frames = cast(list[Frame], parts)
+            frames = parts  # type: ignore[assignment]  # (all bytes; no cast: a call)
         if self._overflow or len(tail) > limit + 1:
             # +1: a CR that may be the first half of a CRLF split over reads.
             if tail:
