@@ -353,7 +353,8 @@ def encode_line(text: str, encoding: str = "utf-8") -> bytes:
 DETECTED = ("utf-8", "gb18030")
 
 #: Encodings (as C{codecs} names them) in which byte 0x0A is only ever LF,
-#: never part of another character: joined lines may be decoded at once.
+#: never part of another character: joined lines may be decoded at once,
+#: and LF turned into CRLF in the encoded bytes (see L{_lf_safe}).
 _LF_SAFE = frozenset({"utf-8", "gb18030", "gbk", "ascii", "iso8859-1", "cp1252"})
 
 #: What goes back to a client detected as GB18030: GBK, which a Chinese
@@ -374,7 +375,7 @@ class Codec:
     def __init__(self, encoding: str | None = None) -> None:
         self._fixed = encoding is not None
         self.encoding = encoding or DETECTED[0]
-        self._joinable = encoding is None or codecs.lookup(encoding).name in _LF_SAFE
+        self._joinable = encoding is None or _lf_safe(encoding)
 
     @property
     def encoding(self) -> str:
