@@ -24,7 +24,7 @@ import asyncio
 import os
 import select
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
@@ -125,7 +125,7 @@ class StdinLines(Protocol):
         """Stdout went away (its reader quit); PlainScreen copes, and the session goes on."""
         self._stdout_gone = True
 
-    def _lines(self, frames: list[bytes | Overlong]) -> None:
+    def _lines(self, frames: Sequence[bytes | Overlong]) -> None:
         for frame in frames:
             if isinstance(frame, Overlong):
                 self._session.notice(f"input line too long ({frame.size} bytes); not sent")

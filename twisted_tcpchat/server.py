@@ -44,6 +44,7 @@ from twisted_tcpchat.wire import (
     Codec,
     Frame,
     Joined,
+    Lines,
     Overlong,
     escape_controls,
     escape_lines,
@@ -63,7 +64,7 @@ class _Sent(LazyText):
 
     __slots__ = ("sizes", "texts", "who")
 
-    def __init__(self, who: str, sizes: Iterable[int], texts: Sequence[str]) -> None:
+    def __init__(self, who: str, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
         self.who = who
         self.sizes = sizes
         self.texts = texts
@@ -71,7 +72,8 @@ class _Sent(LazyText):
     def __str__(self) -> str:
         # "who sent N bytes: text" for each line, joined in C.
         head = f"{self.who} sent "
-        sent = map(add, map(_BYTE_COUNTS.__getitem__, self.sizes), self.texts)
+        sizes = map(len, self.texts) if self.sizes is None else self.sizes
+        sent = map(add, map(_BYTE_COUNTS.__getitem__, sizes), self.texts)
         text = head + f"\n{head}".join(sent)
         if isinstance(self.texts, Joined) and escape_controls(head) == head:
             return text  # (nothing to escape in it)
@@ -91,8 +93,11 @@ class _ByteCounts(dict[int, str]):
 _BYTE_COUNTS = _ByteCounts()
 
 
-def _log_sent(who: str, sizes: Iterable[int], texts: Sequence[str]) -> None:
-    """One log event for the chat lines of a read: who sent how many bytes of what."""
+def _log_sent(who: str, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
+    """
+    One log event for the chat lines of a read: who sent how many bytes of
+    what (C{sizes} None: as many as each text has characters).
+    """
     log.info("{lines}", lines=_Sent(who, sizes, texts))
 
 
@@ -498,20 +503,25 @@ class Session:
         room = self._room
         if room is None or self._logged_in is False:
             return False
-        try:
-            raw = b"\n".join(frames)  # type: ignore[arg-type]  # (no cast: a call)
-        except TypeError:  # an Overlong among them
-            return False
+        if isinstance(frames, Lines):  # (the usual read: still unsplit)
+            raw = frames.raw
+        else:
+            try:
+                raw = b"\n".join(frames)  # type: ignore[arg-type]  # (no cast: a call)
+            except TypeError:  # an Overlong among them
+                return False
         text = self.codec.decode_joined(raw)
         if text is None or not plain_chat(text, self._config.exit_word):
             return False
         # Usually there is nothing to escape: then the lines stay one text
-        # (L{Joined}) all the way to the wire.
-        lines: Sequence[str] | None = Joined.of(text)
+        # (L{Joined}), ASCII ones their bytes, all the way to the wire.
+        lines: Sequence[str] | None = Joined.of(text, raw)
         if lines is None:
             lines = text.split("\n")
         self._active_at = self._clock.seconds()
-        _log_sent(str(self), map(len, frames), lines)  # type: ignore[arg-type]
+        # (An ASCII line's size in bytes is its length: no need to split the bytes.)
+        sizes = None if text.isascii() else map(len, frames)  # type: ignore[arg-type]
+        _log_sent(str(self), sizes, lines)
         room.say_lines(self, lines)
         return True
 

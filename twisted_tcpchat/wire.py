@@ -46,6 +46,65 @@ class Overlong:
 Frame = bytes | Overlong
 
 
+class Lines(Sequence[bytes]):
+    """
+    The complete lines of one read, every one within the limit, kept as the
+    bytes they came in: joined by LF (C{raw}, without the last line's LF).
+    This is what L{LineBuffer.feed} gives for the usual read, so that a read
+    of plain chat goes on as one C{bytes} (see L{Joined}) and is split into
+    lines only for whoever looks at them one by one.
+    """
+
+    __slots__ = ("_split", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._split: list[bytes] | None = None
+
+    def _lines(self) -> list[bytes]:
+        if self._split is None:
+            self._split = self.raw.split(b"\n")
+        return self._split
+
+    def __len__(self) -> int:
+        return self.raw.count(b"\n") + 1
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._lines())
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        return self._lines()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return self._lines() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # (equal to lists, which have none)
+
+    def __repr__(self) -> str:
+        return f"Lines({self._lines()!r})"
+
+
+def _within(data: bytes, end: int, limit: int) -> bool:
+    """
+    Whether every LF-separated line of C{data[:end]} is at most C{limit}
+    bytes long: a few C{rfind}s, each skipping up to C{limit} bytes, instead
+    of splitting the read into lines to measure them.
+    """
+    start = 0
+    while end - start > limit:
+        lf = data.rfind(b"\n", start, start + limit + 1)
+        if lf < 0:
+            return False
+        start = lf + 1
+    return True
+
+
 class LineBuffer:
     """
     Incremental line framing: LF ends a line and one CR before it is dropped,
@@ -78,9 +137,10 @@ class LineBuffer:
         """Bytes received since the last line end."""
         return self._overflow or len(self._tail)
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes) -> Sequence[Frame]:
         """
-        Take the bytes of one read; return the lines they complete, in order.
+        Take the bytes of one read; return the lines they complete, in order
+        (as L{Lines}, unsplit, when all of them are within the limit).
         """
         nul = data.find(b"\0")
         if nul >= 0:
@@ -93,19 +153,26 @@ class LineBuffer:
             # One CR before each LF goes (the tail keeps a CR whose LF may
             # come with the next read).
             data = data.replace(b"\r\n", b"\n")
-        parts = data.split(b"\n")
-        tail = parts.pop()
         limit = self.max_line
-        frames: list[Frame]
-        if not parts:
-            frames = []
-        elif self._overflow or max(map(len, parts)) > limit:
-            self.terminated = True
-            frames = self._with_overlong(parts, split_crlf)
-        else:
+        end = data.rfind(b"\n")
+        if end >= 0 and not self._overflow and _within(data, end, limit):
             # The common case, all in C: every line within the limit.
             self.terminated = True
-            frames = parts  # type: ignore[assignment]  # (all bytes; no cast: a call)
+            tail = data[end + 1 :]
+            if len(tail) > limit + 1:
+                # +1: a CR that may be the first half of a CRLF split over reads.
+                self._overflow = len(tail)
+                self._overflow_cr = tail[-1:] == b"\r"
+                tail = b""
+            self._tail = tail
+            return Lines(data[:end])
+        parts = data.split(b"\n")
+        tail = parts.pop()
+        frames: list[Frame] = []
+        if parts:
+            # (Over-long lines among them, or the end of one.)
+            self.terminated = True
+            frames = self._with_overlong(parts, split_crlf)
         if self._overflow or len(tail) > limit + 1:
             # +1: a CR that may be the first half of a CRLF split over reads.
             if tail:
@@ -132,7 +199,7 @@ class LineBuffer:
             frames.append(line if len(line) <= limit else Overlong(len(line)))
         return frames
 
-    def flush(self) -> list[Frame]:
+    def flush(self) -> Sequence[Frame]:
         """
         The input has ended: the unterminated rest, if any, as a last frame
         (a classic C client may send its message with no line end at all).
@@ -147,7 +214,7 @@ class LineBuffer:
 
 def split_lines(data: bytes, max_line: int = 4096) -> list[Frame]:
     """The frames of C{data} as one stream (its unterminated tail dropped)."""
-    return LineBuffer(max_line).feed(data)
+    return list(LineBuffer(max_line).feed(data))
 
 
 # Control characters never reach a terminal raw: C0 (but TAB), DEL, C1, and
@@ -197,28 +264,59 @@ class Joined(Sequence[str]):
     prefixed by the room and encoded for the wire in one pass in C each,
     instead of a trip through Python per line.  Split into a list only for
     whoever looks at the lines one by one (the log, the history).
+
+    ASCII lines also keep their bytes, as they came off the wire: then
+    prefixing only notes the prefix, and L{encoded} makes the bytes for the
+    wire straight from them with one C{bytes.replace} (every encoding of
+    L{_LF_SAFE} writes ASCII text as its ASCII bytes); the text with the
+    prefix is made only if someone asks for it.
     """
 
-    __slots__ = ("_lines", "text")
+    __slots__ = ("_ascii", "_lines", "_prefix", "_text")
 
     def __init__(self, text: str) -> None:
         """C{text}'s lines; ValueError if anything in them needs escaping."""
         if _needs_escape_but_lf(text):
             raise ValueError(f"{text!r} holds characters to escape")
-        self.text = text
+        self._text: str | None = text
+        self._ascii: bytes | None = None
+        self._prefix = ""
         self._lines: list[str] | None = None
 
     @classmethod
-    def of(cls, text: str) -> Joined | None:
-        """C{text}'s lines as a L{Joined}, or None if anything in them needs escaping."""
+    def of(cls, text: str, raw: bytes | None = None) -> Joined | None:
+        """
+        C{text}'s lines as a L{Joined}, or None if anything in them needs
+        escaping.  C{raw}, if given, is what C{text} was decoded from: when
+        C{text} is ASCII they are the same characters, and the check runs on
+        the bytes.
+        """
+        if raw is not None and text.isascii() and len(raw) == len(text):
+            if len(raw.translate(None, _ASCII_CONTROLS_BUT_LF)) != len(raw):
+                return None
+            joined = cls._checked(text)
+            joined._ascii = raw
+            return joined
         return None if _needs_escape_but_lf(text) else cls._checked(text)
 
     @classmethod
-    def _checked(cls, text: str) -> Joined:
+    def _checked(cls, text: str | None) -> Joined:
         joined = cls.__new__(cls)
-        joined.text = text
+        joined._text = text
+        joined._ascii = None
+        joined._prefix = ""
         joined._lines = None
         return joined
+
+    @property
+    def text(self) -> str:
+        """The lines, LF-joined."""
+        text = self._text
+        if text is None:  # (ASCII, prefixed: made when first asked for)
+            base = self._ascii.decode("ascii")  # type: ignore[union-attr]
+            prefix = self._prefix
+            text = self._text = prefix + base.replace("\n", "\n" + prefix)
+        return text
 
     def prefixed(self, prefix: str) -> Joined:
         """
@@ -227,7 +325,22 @@ class Joined(Sequence[str]):
         """
         if "\n" in prefix or _needs_escape_but_lf(prefix):
             raise ValueError(f"{prefix!r} holds characters to escape")
-        return Joined._checked(prefix + self.text.replace("\n", "\n" + prefix))
+        if self._ascii is None:
+            return Joined._checked(prefix + self.text.replace("\n", "\n" + prefix))
+        joined = Joined._checked(None)
+        joined._ascii = self._ascii
+        joined._prefix = prefix + self._prefix
+        return joined
+
+    def encoded(self, encoding: str) -> bytes:
+        """The lines for the wire: encoded (errors replaced), each ending in CRLF."""
+        if _lf_safe(encoding):
+            # (Replacing LF in bytes is twice as fast as in text.)
+            if self._ascii is None:
+                return self.text.encode(encoding, "replace").replace(b"\n", EOL) + EOL
+            prefix = self._prefix.encode(encoding, "replace")
+            return prefix + self._ascii.replace(b"\n", EOL + prefix) + EOL
+        return self.text.replace("\n", "\r\n").encode(encoding, "replace") + EOL
 
     def _split(self) -> list[str]:
         if self._lines is None:
@@ -235,6 +348,8 @@ class Joined(Sequence[str]):
         return self._lines
 
     def __len__(self) -> int:
+        if self._ascii is not None:
+            return self._ascii.count(b"\n") + 1
         return self.text.count("\n") + 1
 
     def __iter__(self) -> Iterator[str]:
@@ -255,7 +370,11 @@ class Joined(Sequence[str]):
         ):
             # The last few lines (a history's worth) of a long batch,
             # without splitting all of it.
-            return self.text.rsplit("\n", -index.start)[index]
+            if self._text is None:
+                prefix = self._prefix
+                tail = self._ascii.rsplit(b"\n", -index.start)[index]  # type: ignore[union-attr]
+                return [prefix + line.decode("ascii") for line in tail]
+            return self._text.rsplit("\n", -index.start)[index]
         return self._split()[index]
 
 
@@ -315,12 +434,10 @@ def encode_lines(lines: Sequence[str], encoding: str = "utf-8") -> bytes:
     last_lines, last_encoding, data = _last_batch
     if lines is last_lines and encoding == last_encoding:
         return data
-    text = lines.text if isinstance(lines, Joined) else escape_lines(lines)
-    if _lf_safe(encoding):
-        # (Replacing LF in bytes is twice as fast as in text.)
-        data = text.encode(encoding, "replace").replace(b"\n", EOL) + EOL
+    if isinstance(lines, Joined):
+        data = lines.encoded(encoding)
     else:
-        data = text.replace("\n", "\r\n").encode(encoding, "replace") + EOL
+        data = Joined._checked(escape_lines(lines)).encoded(encoding)
     _last_batch = (lines, encoding, data)
     return data
 
