@@ -402,13 +402,17 @@ class ChatProtocol(Protocol):
             self._write(encode_lines(lines, encoding))
 
     def _write(self, data: bytes) -> None:
-        # On the way of every line to every member: kept short.
+        # On the way of every batch to every member: kept short (no calls).
         if self._socket is not None:
-            if self._out is None:
+            out = self._out
+            if out is None:
                 self._out = [data]
-                self._flusher.add(self)  # type: ignore[union-attr]
+                flusher = self._flusher
+                flusher._dirty.append(self)  # type: ignore[union-attr]  # (TurnFlusher.add, inline)
+                if flusher._call is None:  # type: ignore[union-attr]
+                    flusher.begin()  # type: ignore[union-attr]
             else:
-                self._out.append(data)
+                out.append(data)
             return
         self._transport.write(data)
         if self._queued is not None:

@@ -69,6 +69,9 @@ class Lines(Sequence[bytes]):
     def __len__(self) -> int:
         return self.raw.count(b"\n") + 1
 
+    def __bool__(self) -> bool:
+        return True  # (at least one line; without this, truth would count them)
+
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._lines())
 
@@ -346,6 +349,9 @@ class Joined(Sequence[str]):
         if self._lines is None:
             self._lines = self.text.split("\n")
         return self._lines
+
+    def __bool__(self) -> bool:
+        return True  # (at least one line; without this, truth would count them)
 
     def __len__(self) -> int:
         if self._ascii is not None:
