@@ -48,6 +48,7 @@ from twisted_tcpchat.wire import (
     Overlong,
     escape_controls,
     escape_lines,
+    plain_ascii,
     plain_chat,
     render_template,
 )
@@ -64,7 +65,7 @@ class _Sent(LazyText):
 
     __slots__ = ("sizes", "texts", "who")
 
-    def __init__(self, who: str, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
+    def __init__(self, who: object, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
         self.who = who
         self.sizes = sizes
         self.texts = texts
@@ -93,10 +94,11 @@ class _ByteCounts(dict[int, str]):
 _BYTE_COUNTS = _ByteCounts()
 
 
-def _log_sent(who: str, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
+def _log_sent(who: object, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
     """
-    One log event for the chat lines of a read: who sent how many bytes of
-    what (C{sizes} None: as many as each text has characters).
+    One log event for the chat lines of a read: who (C{str(who)}, when the
+    log is written) sent how many bytes of what (C{sizes} None: as many as
+    each text has characters).
     """
     log.info("{lines}", lines=_Sent(who, sizes, texts))
 
@@ -510,18 +512,29 @@ class Session:
                 raw = b"\n".join(frames)  # type: ignore[arg-type]  # (no cast: a call)
             except TypeError:  # an Overlong among them
                 return False
-        text = self.codec.decode_joined(raw)
-        if text is None or not plain_chat(text, self._config.exit_word):
-            return False
-        # Usually there is nothing to escape: then the lines stay one text
-        # (L{Joined}), ASCII ones their bytes, all the way to the wire.
-        lines: Sequence[str] | None = Joined.of(text, raw)
-        if lines is None:
-            lines = text.split("\n")
+        lines: Sequence[str] | None
+        sizes: Iterable[int] | None
+        if raw.isascii() and self.codec.joinable:
+            # ASCII: checked and sent as bytes, decoded only for the log,
+            # after the sends.  (A line's size in bytes is its length.)
+            if not plain_ascii(raw, self._config.exit_word):
+                return False
+            lines = Joined.of_ascii(raw)
+            if lines is None:
+                lines = raw.decode("ascii").split("\n")
+            sizes = None
+        else:
+            text = self.codec.decode_joined(raw)
+            if text is None or not plain_chat(text, self._config.exit_word):
+                return False
+            # Usually there is nothing to escape: then the lines stay one
+            # text (L{Joined}) all the way to the wire.
+            lines = Joined.of(text)
+            if lines is None:
+                lines = text.split("\n")
+            sizes = map(len, frames)  # type: ignore[arg-type]
         self._active_at = self._clock.seconds()
-        # (An ASCII line's size in bytes is its length: no need to split the bytes.)
-        sizes = None if text.isascii() else map(len, frames)  # type: ignore[arg-type]
-        _log_sent(str(self), sizes, lines)
+        _log_sent(self, sizes, lines)
         room.say_lines(self, lines)
         return True
 

@@ -287,20 +287,24 @@ class Joined(Sequence[str]):
         self._lines: list[str] | None = None
 
     @classmethod
-    def of(cls, text: str, raw: bytes | None = None) -> Joined | None:
-        """
-        C{text}'s lines as a L{Joined}, or None if anything in them needs
-        escaping.  C{raw}, if given, is what C{text} was decoded from: when
-        C{text} is ASCII they are the same characters, and the check runs on
-        the bytes.
-        """
-        if raw is not None and text.isascii() and len(raw) == len(text):
-            if len(raw.translate(None, _ASCII_CONTROLS_BUT_LF)) != len(raw):
-                return None
-            joined = cls._checked(text)
-            joined._ascii = raw
-            return joined
+    def of(cls, text: str) -> Joined | None:
+        """C{text}'s lines as a L{Joined}, or None if anything in them needs escaping."""
         return None if _needs_escape_but_lf(text) else cls._checked(text)
+
+    @classmethod
+    def of_ascii(cls, raw: bytes) -> Joined | None:
+        """
+        The lines of C{raw}, ASCII text, as a L{Joined} that keeps them as
+        bytes (their text is decoded only if asked for); None if anything in
+        them needs escaping.  ValueError if C{raw} is not ASCII.
+        """
+        if not raw.isascii():
+            raise ValueError("not ASCII")
+        if len(raw.translate(None, _ASCII_CONTROLS_BUT_LF)) != len(raw):
+            return None
+        joined = cls._checked(None)
+        joined._ascii = raw
+        return joined
 
     @classmethod
     def _checked(cls, text: str | None) -> Joined:
@@ -315,10 +319,12 @@ class Joined(Sequence[str]):
     def text(self) -> str:
         """The lines, LF-joined."""
         text = self._text
-        if text is None:  # (ASCII, prefixed: made when first asked for)
-            base = self._ascii.decode("ascii")  # type: ignore[union-attr]
+        if text is None:  # (ASCII: made when first asked for)
+            text = self._ascii.decode("ascii")  # type: ignore[union-attr]
             prefix = self._prefix
-            text = self._text = prefix + base.replace("\n", "\n" + prefix)
+            if prefix:
+                text = prefix + text.replace("\n", "\n" + prefix)
+            self._text = text
         return text
 
     def prefixed(self, prefix: str) -> Joined:
@@ -342,7 +348,7 @@ class Joined(Sequence[str]):
             if self._ascii is None:
                 return self.text.encode(encoding, "replace").replace(b"\n", EOL) + EOL
             prefix = self._prefix.encode(encoding, "replace")
-            return prefix + self._ascii.replace(b"\n", EOL + prefix) + EOL
+            return b"".join((prefix, self._ascii.replace(b"\n", EOL + prefix), EOL))
         return self.text.replace("\n", "\r\n").encode(encoding, "replace") + EOL
 
     def _split(self) -> list[str]:
@@ -404,6 +410,24 @@ def _not_plain(exit_word: str) -> re.Pattern[str]:
     # The literal LF first lets the engine skip from line to line.
     word = re.escape(exit_word)
     return re.compile(rf"\n(?:[\s/]|\Z|{word}\s*(?:\n|\Z))")
+
+
+# What C{\\s} matches in ASCII text (str patterns), as bytes patterns spell it.
+_ASCII_SPACE = rb"[\t\n\x0b\x0c\r\x1c-\x1f ]"
+
+
+@functools.lru_cache(maxsize=8)
+def _not_plain_ascii(exit_word: str) -> re.Pattern[bytes]:
+    # L{_not_plain} for the bytes of ASCII text (a non-ASCII exit word
+    # cannot occur in them; its alternative then never matches).
+    word = re.escape(exit_word.encode("utf-8"))
+    space = _ASCII_SPACE
+    return re.compile(rb"\n(?:" + space[:-1] + rb"/]|\Z|" + word + space + rb"*(?:\n|\Z))")
+
+
+def plain_ascii(raw: bytes, exit_word: str) -> bool:
+    """L{plain_chat} for the bytes of ASCII text (without decoding it)."""
+    return _not_plain_ascii(exit_word).search(b"\n" + raw) is None
 
 
 def plain_chat(text: str, exit_word: str) -> bool:
@@ -539,6 +563,11 @@ class Codec:
         if raw.isascii():
             return raw.decode("ascii")
         return decode(raw, self.encoding)
+
+    @property
+    def joinable(self) -> bool:
+        """Whether L{decode_joined} may be used (ASCII text always decodes as itself then)."""
+        return self._joinable
 
 
 _HTTP_METHODS = (
