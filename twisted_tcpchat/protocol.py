@@ -260,7 +260,8 @@ class ChatProtocol(Protocol):
         self._flusher = flusher
         # On a socket: its send(), and what this turn's writes gathered.
         self._socket: _Socket | None = None
-        self._out: list[bytes] | None = None
+        # (One write's bytes alone, a list only once there is a second.)
+        self._out: bytes | list[bytes] | None = None
         self._clock = clock
         self._framer = LineBuffer(server.config.max_line)
         self._closing = False
@@ -398,21 +399,36 @@ class ChatProtocol(Protocol):
             self._write(encode_line(text, encoding))
 
     def send_lines(self, lines: Sequence[str], encoding: str = "utf-8") -> None:
-        if not self._closing:
-            self._write(encode_lines(lines, encoding))
+        # On the way of every batch to every member: kept short (_write and
+        # TurnFlusher.add inline).
+        if self._closing:
+            return
+        data = encode_lines(lines, encoding)
+        if self._socket is None:
+            self._write(data)
+            return
+        out = self._out
+        if out is None:
+            self._out = data
+            flusher = self._flusher
+            flusher._dirty.append(self)  # type: ignore[union-attr]
+            if flusher._call is None:  # type: ignore[union-attr]
+                flusher.begin()  # type: ignore[union-attr]
+        elif out.__class__ is bytes:
+            self._out = [out, data]
+        else:
+            out.append(data)  # type: ignore[union-attr]
 
     def _write(self, data: bytes) -> None:
-        # On the way of every batch to every member: kept short (no calls).
         if self._socket is not None:
             out = self._out
             if out is None:
-                self._out = [data]
-                flusher = self._flusher
-                flusher._dirty.append(self)  # type: ignore[union-attr]  # (TurnFlusher.add, inline)
-                if flusher._call is None:  # type: ignore[union-attr]
-                    flusher.begin()  # type: ignore[union-attr]
+                self._out = data
+                self._flusher.add(self)  # type: ignore[union-attr]
+            elif out.__class__ is bytes:
+                self._out = [out, data]
             else:
-                out.append(data)
+                out.append(data)  # type: ignore[union-attr]
             return
         self._transport.write(data)
         if self._queued is not None:
@@ -431,7 +447,7 @@ class ChatProtocol(Protocol):
         if out is None or socket is None:
             return
         self._out = None
-        data = out[0] if len(out) == 1 else b"".join(out)
+        data = out if out.__class__ is bytes else b"".join(out)  # type: ignore[arg-type]
         transport: FileDescriptor = self._transport  # type: ignore[assignment]
         # Whether Twisted holds nothing (as _unsent, inline: this runs for
         # every member every turn).  Its doWrite empties dataBuffer and
