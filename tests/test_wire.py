@@ -400,3 +400,144 @@ def test_joined_lines_are_checked_when_made_directly() -> None:
         with pytest.raises(ValueError, match="to escape"):
             clean.prefixed(prefix)
     assert list(clean.prefixed("> ")) == ["> one", "> two"]
+
+
+# The usual read stays one bytes (wire.Lines); these pin it to what plain
+# splitting gives, and the ASCII bytes path of Joined to the text path.
+
+_ASCII_LINE = st.lists(
+    st.sampled_from(["a", "b", " ", "\t", "/", "x" * 7, "\r", "\x1b", "\x7f", "\x1c"]),
+    max_size=12,
+).map("".join)
+
+
+@given(
+    st.lists(_ASCII_LINE.map(str.encode), min_size=1, max_size=12),
+    st.integers(min_value=1, max_value=40),
+    st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"").replace(b"\0", b"")),
+)
+def test_one_read_frames_are_its_lines_split(
+    lines: list[bytes], max_line: int, tail: bytes
+) -> None:
+    """
+    One read, fed whole: its frames are its lines, CR before LF dropped,
+    each over C{max_line} an L{Overlong} - whether the fast path (one
+    L{Lines}, line lengths found by rfind) or the split path gave them.
+    """
+    from twisted_tcpchat.wire import Lines
+
+    data = b"\n".join(lines) + b"\n" + tail
+    expected = [
+        line if len(line) <= max_line else Overlong(len(line))
+        for line in data.replace(b"\r\n", b"\n").split(b"\n")[:-1]
+    ]
+    frames = LineBuffer(max_line).feed(data)
+    assert frames == expected
+    assert list(frames) == expected
+    assert len(frames) == len(expected)
+    if isinstance(frames, Lines):
+        assert all(isinstance(line, bytes) and len(line) <= max_line for line in expected)
+        assert frames.raw == b"\n".join(expected)  # type: ignore[arg-type]
+        assert frames[0] == expected[0]
+        assert frames[-1] == expected[-1]
+        assert frames  # true, without counting
+    else:
+        # Only a line over the limit sends a read down the split path.
+        assert not all(isinstance(frame, bytes) for frame in expected)
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=12),
+    st.integers(min_value=1, max_value=10),
+)
+def test_rfind_line_length_check_is_split_and_measure(sizes: list[int], limit: int) -> None:
+    from twisted_tcpchat.wire import _within
+
+    data = b"\n".join(b"x" * size for size in sizes)
+    end = data.rfind(b"\n")
+    if end >= 0:
+        assert _within(data, end, limit) == all(
+            len(part) <= limit for part in data[:end].split(b"\n")
+        )
+
+
+def test_lines_look_like_the_list_of_their_lines() -> None:
+    from twisted_tcpchat.wire import Lines
+
+    frames = LineBuffer().feed(b"one\r\ntwo\nthree\npart")
+    assert isinstance(frames, Lines)
+    assert frames == [b"one", b"two", b"three"]
+    assert [b"one", b"two", b"three"] == frames  # noqa: SIM300  (the list's side, reflected)
+    assert frames != [b"one"]
+    assert frames != "one\ntwo\nthree"
+    assert frames[1:] == [b"two", b"three"]
+    assert repr(frames) == "Lines([b'one', b'two', b'three'])"
+    assert bool(Lines(b""))
+    assert list(Lines(b"")) == [b""]
+
+
+@given(
+    st.lists(_ASCII_LINE, min_size=1, max_size=8),
+    st.sampled_from(["", "> ", "<guest1> ", "<\u00e9\u4e2d> ", "<a\tb> "]),
+    st.sampled_from(["", "* "]),
+    st.sampled_from(["utf-8", "gbk", "gb18030", "ascii", "latin-1", "cp1252", "utf-16"]),
+)
+def test_ascii_joined_is_the_text_joined(
+    lines: list[str], prefix: str, inner: str, encoding: str
+) -> None:
+    """
+    L{Joined.of_ascii} - the lines kept as their bytes, prefixes only noted,
+    the text made only when asked for - refuses, gives bytes, text, lines
+    and history tails exactly as L{Joined.of} of the decoded text does.
+    """
+    from twisted_tcpchat.wire import Joined, encode_lines
+
+    text = "\n".join(lines)
+    by_text = Joined.of(text)
+    by_bytes = Joined.of_ascii(text.encode("ascii"))
+    assert (by_bytes is None) == (by_text is None)
+    if by_text is None or by_bytes is None:
+        return
+    for made in (by_text, by_bytes):  # twice prefixed, as a relay of a relay would be
+        made_prefixed = made.prefixed(inner).prefixed(prefix)
+        assert len(made_prefixed) == len(lines)
+        fresh = Joined.of_ascii(text.encode("ascii")) if made is by_bytes else Joined.of(text)
+        assert fresh is not None
+        tail = fresh.prefixed(inner).prefixed(prefix)[-3:]  # before the text is made
+        assert tail == [prefix + inner + line for line in lines][-3:]
+        assert encode_lines(made_prefixed, encoding) == encode_lines(
+            [prefix + inner + line for line in lines], encoding
+        )
+        assert made_prefixed.text == "\n".join(prefix + inner + line for line in lines)
+        assert list(made_prefixed) == [prefix + inner + line for line in lines]
+        assert made_prefixed[-2:] == [prefix + inner + line for line in lines][-2:]
+    assert by_bytes.text == text
+    assert list(by_bytes) == lines
+
+
+def test_ascii_joined_takes_only_ascii() -> None:
+    import pytest
+
+    from twisted_tcpchat.wire import Joined
+
+    with pytest.raises(ValueError, match="not ASCII"):
+        Joined.of_ascii("\u4e2d".encode())
+    assert Joined.of_ascii(b"fine\ttab\nline") is not None
+    for bad in (b"\x1b[2J", b"\x00", b"\x7f", b"\r", b"\x1c"):
+        assert Joined.of_ascii(b"ok\n" + bad) is None, bad
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["a", "e", "x", "exit", "bye", " ", "\t", "/", "\n", "\r", "\x0b", "\x0c", "\x1c"]
+        ),
+        max_size=30,
+    ).map("".join),
+    st.sampled_from(["exit", "bye", "e", "\u9000\u51fa", "a.b"]),
+)
+def test_plain_ascii_is_plain_chat_on_bytes(text: str, word: str) -> None:
+    """L{plain_ascii} says what L{plain_chat} says, for ASCII text as bytes (\\s included)."""
+    from twisted_tcpchat.wire import plain_ascii, plain_chat
+
+    assert plain_ascii(text.encode("ascii"), word) == plain_chat(text, word)
