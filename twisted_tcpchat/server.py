@@ -73,7 +73,7 @@ class _Sent(LazyText):
         # "who sent N bytes: text" for each line: the pieces laid out in one
         # list by slice assignments, all in C, and joined once.
         head = f"{self.who} sent "
-        texts = list(self.texts)
+        texts = list(iter(self.texts))  # (not list(texts): that asks its len() first)
         sizes = map(len, texts) if self.sizes is None else self.sizes
         pieces = [f"\n{head}"] * (3 * len(texts))
         pieces[0] = head
