@@ -5,6 +5,7 @@ our server (twistd) and the C relay it compiles, on loopback port 0.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -69,6 +70,37 @@ def test_medians_and_ratio() -> None:
     assert ncat_row.split()[-1] == "0.50"
     assert "ncat: run 2: ncat exited" in table
     assert bench.ratio(1.0, 0.0) == "-"
+
+
+def test_runs_take_turns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """
+    Each server's first run, then each one's second...: a machine that
+    speeds up or slows down during the benchmark moves every row alike.
+    Each row still gets its own runs, in order.
+    """
+    order: list[str] = []
+
+    def fake_run(scenario: object, spec: bench.ServerSpec, *rest: object) -> bench.Run:
+        order.append(spec.name)
+        return bench.Run({"deliveries_per_s": float(len(order))})
+
+    monkeypatch.setattr(bench, "run_once", fake_run)
+    specs = [bench.ServerSpec("ours"), bench.ServerSpec("ncat"), bench.ServerSpec("relay")]
+    scenario = bench.Scenario("fanout", "flood", 11, 1)
+    out = io.StringIO()
+    rows = bench.bench(
+        scenario,
+        specs,
+        bench.Options(runs=3),
+        None,
+        tmp_path,
+        out,
+        (None, None),  # type: ignore[arg-type]
+    )
+    assert order == ["ours", "ncat", "relay"] * 3
+    assert [row.server for row in rows] == ["ours", "ncat", "relay"]
+    assert [run.figures["deliveries_per_s"] for run in rows[1].runs] == [2.0, 5.0, 8.0]
+    assert rows[2].figures["deliveries_per_s"] == 6.0  # the median of 3, 6, 9
 
 
 def run_bench(tmp_path: Path, *args: str) -> tuple[str, list[dict[str, Any]]]:

@@ -837,11 +837,15 @@ def bench(
     """
     Run a scenario against each server C{options.runs} times, the server on
     C{cores[0]} and the generator on C{cores[1]}; print its table.
+
+    The runs take turns - each server's first run, then each one's second,
+    and so on - so that a machine that gets slower or faster during the
+    benchmark (a shared one does) moves every row alike, not only the
+    rows run last.
     """
-    rows = []
-    for spec in specs:
-        runs = []
-        for number in range(options.runs):
+    runs_of: list[list[Run]] = [[] for _ in specs]
+    for number in range(options.runs):
+        for spec, runs in zip(specs, runs_of, strict=True):
             try:
                 run = run_once(scenario, spec, tools, workdir, cores, options)
             except BenchError as e:
@@ -850,6 +854,8 @@ def bench(
             runs.append(run)
             if options.verbose:
                 print(f"   {spec.name} run {number + 1}: {run.figures} {run.notes}", file=out)
+    rows = []
+    for spec, runs in zip(specs, runs_of, strict=True):
         notes = [note for run in runs for note in run.notes]
         lossy = [s for run in runs for s in run.senders if s.get("lost") or s.get("reordered")]
         if lossy:
