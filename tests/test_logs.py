@@ -167,3 +167,48 @@ def test_held_lazy_text_is_made_at_release() -> None:
     assert Counted.made == 1
     assert events[-1]["text"] == "made"
     assert formatEvent(events[-1]) == "made"
+
+
+def test_lazy_text_that_fails_costs_only_its_own_text() -> None:
+    """
+    Making a held event's text raises: that event says so, and the events
+    held after it are still written, in order.
+    """
+
+    class Broken(logs.LazyText):
+        def __str__(self) -> str:
+            raise ValueError("no text")
+
+    log = TurnLog(namespace="tcpchat")
+    with capturedLogs() as events:
+        logs.hold()
+        log.info("{text}", text=Broken())
+        log.info("next")
+        logs.release()
+    assert [formatEvent(e) for e in events] == [
+        "(log text lost: ValueError: no text)",
+        "next",
+    ]
+
+
+def test_a_read_is_logged_under_the_name_it_was_sent_with() -> None:
+    """
+    Under TLS, Twisted hands a connection one record at a time, several in
+    one turn: a read logged while the log is held keeps the sender's name of
+    that moment, though a later record of the same turn renames it.
+    """
+    from tests.test_flush import FakeReactor, connect
+
+    clock = FakeReactor()
+    factory = ChatFactory(ChatConfig(history=0, quiet_presence=True), clock=clock)
+    factory.flusher._hold_log = True  # (as on a reactor)
+    alice, _ = connect(factory, 40001)
+    connect(factory, 40002)
+    clock.advance(1)
+    with capturedLogs() as events:
+        alice.dataReceived(b"hi\n")
+        alice.dataReceived(b"/nick bob\n")
+        clock.advance(0)
+    said = [formatEvent(e) for e in events if "lines" in e]
+    assert said[0] == "guest1 (127.0.0.1:40001) sent 2 bytes: hi", said
+    assert any("is now known as bob" in formatEvent(e) for e in events)

@@ -44,10 +44,17 @@ class LazyText:
 
 
 def _made(fields: dict[str, Any]) -> dict[str, Any]:
-    """C{fields}, with each L{LazyText} made into its text."""
+    """
+    C{fields}, with each L{LazyText} made into its text - or, should making
+    it fail, a note saying so: one bad field must not cost the turn's other
+    events, which are written after it.
+    """
     for key, value in fields.items():
         if isinstance(value, LazyText):
-            fields[key] = str(value)
+            try:
+                fields[key] = str(value)
+            except Exception as e:
+                fields[key] = f"(log text lost: {type(e).__name__}: {e})"
     return fields
 
 

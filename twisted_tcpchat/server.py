@@ -64,7 +64,7 @@ class _Sent(LazyText):
 
     __slots__ = ("sizes", "texts", "who")
 
-    def __init__(self, who: object, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
+    def __init__(self, who: str, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
         self.who = who
         self.sizes = sizes
         self.texts = texts
@@ -98,11 +98,10 @@ class _ByteCounts(dict[int, str]):
 _BYTE_COUNTS = _ByteCounts()
 
 
-def _log_sent(who: object, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
+def _log_sent(who: str, sizes: Iterable[int] | None, texts: Sequence[str]) -> None:
     """
-    One log event for the chat lines of a read: who (C{str(who)}, when the
-    log is written) sent how many bytes of what (C{sizes} None: as many as
-    each text has characters).
+    One log event for the chat lines of a read: who sent how many bytes of
+    what (C{sizes} None: as many as each text has characters).
     """
     log.info("{lines}", lines=_Sent(who, sizes, texts))
 
@@ -538,7 +537,8 @@ class Session:
                 lines = text.split("\n")
             sizes = map(len, frames)  # type: ignore[arg-type]
         self._active_at = self._clock.seconds()
-        _log_sent(self, sizes, lines)
+        # (Who, now: under TLS a later record of the same turn may rename it.)
+        _log_sent(str(self), sizes, lines)
         room.say_lines(self, lines)
         return True
 
