@@ -192,6 +192,9 @@ class OptionsTests(SynchronousTestCase):
             (["--idle-timeout", "-5"], "--idle-timeout: '-5' is not a number 0 or more"),
             (["--keepalive", "-1"], "--keepalive: '-1' is not a whole number at least 0"),
             (["--encoding", "klingon"], "--encoding: 'klingon' is not a known encoding"),
+            (["--encoding", "utf-16"], "--encoding: 'utf-16' does not write ASCII as ASCII"),
+            (["--encoding", "cp500"], "--encoding: 'cp500' does not write ASCII as ASCII"),
+            (["--encoding", "hex"], "--encoding: 'hex' is not a known encoding"),
             (["--exempt", "10.0.0.0/33"], "--exempt: '10.0.0.0/33' is not an IPv4 or IPv6 network"),
         ]:
             self.assertRefused(argv, message)

@@ -13,7 +13,7 @@ import codecs
 import re
 from collections.abc import Mapping
 
-from twisted_tcpchat.wire import escape_controls
+from twisted_tcpchat.wire import escape_controls, writes_ascii_as_ascii
 
 #: What ends each line the client sends, by C{--line-ending} name.  A classic
 #: C server compares its raw receive buffer with "exit", so it needs C{none}
@@ -124,7 +124,7 @@ def check_encoding(name: str) -> str:
     """
     try:
         info = codecs.lookup(name)
-        ascii_ok = "a\n\0".encode(info.name) == b"a\n\0" and b"a\n".decode(info.name) == "a\n"
+        ascii_ok = writes_ascii_as_ascii(info.name)
     except LookupError:
         raise ValueError(f"unknown encoding {name!r}") from None
     if not ascii_ok:

@@ -7,12 +7,11 @@ L{ChatConfig}; a bad value raises L{ValueError} with a message that names it.
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass
 
 from twisted_tcpchat.limits import LOOPBACK, parse_networks
 from twisted_tcpchat.room import name_problem
-from twisted_tcpchat.wire import check_template
+from twisted_tcpchat.wire import check_template, writes_ascii_as_ascii
 
 DEFAULT_PORT = 65432
 DEFAULT_GREETING = "Connect succeed. Please send a message to me"
@@ -112,9 +111,14 @@ class ChatConfig:
             raise ValueError(f"console-name: {problem}")
         if self.encoding is not None:
             try:
-                codecs.lookup(self.encoding)
-            except LookupError:
+                ascii_ok = writes_ascii_as_ascii(self.encoding)
+            except LookupError:  # (also a bytes-to-bytes codec, like hex)
                 raise ValueError(f"encoding: {self.encoding!r} is not a known encoding") from None
+            if not ascii_ok:
+                raise ValueError(
+                    f"encoding: {self.encoding!r} does not write ASCII as ASCII; "
+                    "lines cannot be framed in it"
+                )
         for name in ("quiet_time", "flood_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')}: must be more than 0")

@@ -472,6 +472,16 @@ def encode_lines(lines: Sequence[str], encoding: str = "utf-8") -> bytes:
     return data
 
 
+def writes_ascii_as_ascii(encoding: str) -> bool:
+    """
+    Whether C{encoding} (a known one) writes ASCII - LF, NUL, the command
+    words - as the same bytes and reads them back: the only encodings lines
+    can be framed in byte by byte (UTF-16 and UTF-32 are not among them).
+    """
+    name = codecs.lookup(encoding).name
+    return "a\n\0".encode(name) == b"a\n\0" and b"a\n".decode(name) == "a\n"
+
+
 @functools.lru_cache(maxsize=16)
 def _lf_safe(encoding: str) -> bool:
     """Whether C{encoding} writes LF as byte 0x0A and uses that byte for nothing else."""
