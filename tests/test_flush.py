@@ -122,9 +122,12 @@ class _FlushCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = FakeReactor()
-        self.factory = ChatFactory(
-            ChatConfig(history=0, quiet_presence=True, greeting="hi"), clock=self.clock
-        )
+        self.factory = self.make_factory()
+
+    def make_factory(self, send_queue: int = ChatConfig.send_queue) -> ChatFactory:
+        """A factory on this test's clock: no history, quiet, greeting "hi"."""
+        config = ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=send_queue)
+        return ChatFactory(config, clock=self.clock)
 
 
 class TurnFlushTests(_FlushCase):
@@ -173,10 +176,7 @@ class TurnFlushTests(_FlushCase):
         self.assertTrue(greeting.startswith(b"hi\r\n"))
 
     def test_client_that_stops_reading_is_cut_off_at_the_cap(self) -> None:
-        factory = ChatFactory(
-            ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=1000),
-            clock=self.clock,
-        )
+        factory = self.make_factory(send_queue=1000)
         _stuck, socket = connect(factory, 1, room=0)
         sender, sender_socket = connect(factory, 2)
         with capturedLogs() as events:
@@ -190,10 +190,7 @@ class TurnFlushTests(_FlushCase):
         self.assertFalse(sender_socket.aborted)
 
     def test_the_cap_is_on_what_the_kernel_has_not_taken(self) -> None:
-        factory = ChatFactory(
-            ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=200),
-            clock=self.clock,
-        )
+        factory = self.make_factory(send_queue=200)
         reader, socket = connect(factory, 1, room=0)
         self.clock.advance(0)  # the greeting and the welcome: 76 bytes held
         reader.send_line("y" * 60)
@@ -221,10 +218,7 @@ class TurnFlushTests(_FlushCase):
         self.assertEqual(socket.received.count(b"y" * 49), 5000)
 
     def test_a_reader_that_keeps_up_a_little_behind_is_never_cut_off(self) -> None:
-        factory = ChatFactory(
-            ChatConfig(history=0, quiet_presence=True, greeting="hi", send_queue=1000),
-            clock=self.clock,
-        )
+        factory = self.make_factory(send_queue=1000)
         _, socket = connect(factory, 1, room=10)
         sender, _ = connect(factory, 2)
         self.clock.advance(0)

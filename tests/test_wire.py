@@ -282,13 +282,15 @@ class TemplateTests(SynchronousTestCase):
         self.assertIn("bad template", str(e.exception))
 
 
+def _texts_of(pieces: list[str]) -> st.SearchStrategy[str]:
+    """Texts of up to 30 of C{pieces}: words, spaces, slashes, line ends."""
+    return st.lists(st.sampled_from(pieces), max_size=30).map("".join)
+
+
 @given(
-    st.lists(
-        st.sampled_from(
-            ["a", "e", "x", "exit", "bye", " ", "\t", "/", "\n", "\u3000", "\x85", "\u2028", "é"]
-        ),
-        max_size=30,
-    ).map("".join),
+    _texts_of(
+        ["a", "e", "x", "exit", "bye", " ", "\t", "/", "\n", "\u3000", "\x85", "\u2028", "é"]
+    ),
     st.sampled_from(["exit", "bye", "e"]),
 )
 def test_plain_chat_never_says_yes_for_a_line_that_is_not(text: str, word: str) -> None:
@@ -528,12 +530,7 @@ def test_ascii_joined_takes_only_ascii() -> None:
 
 
 @given(
-    st.lists(
-        st.sampled_from(
-            ["a", "e", "x", "exit", "bye", " ", "\t", "/", "\n", "\r", "\x0b", "\x0c", "\x1c"]
-        ),
-        max_size=30,
-    ).map("".join),
+    _texts_of(["a", "e", "x", "exit", "bye", " ", "\t", "/", "\n", "\r", "\x0b", "\x0c", "\x1c"]),
     st.sampled_from(["exit", "bye", "e", "\u9000\u51fa", "a.b"]),
 )
 def test_plain_ascii_is_plain_chat_on_bytes(text: str, word: str) -> None:

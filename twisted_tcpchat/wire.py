@@ -243,10 +243,13 @@ _NEEDS_ESCAPE_BUT_LF = re.compile(
 _ASCII_CONTROLS_BUT_LF = bytes(c for c in _ESCAPES_BUT_LF if c < 0x80)
 
 
+def _ascii_needs_escape_but_lf(data: bytes) -> bool:
+    return len(data.translate(None, _ASCII_CONTROLS_BUT_LF)) != len(data)
+
+
 def _needs_escape_but_lf(text: str) -> bool:
     if text.isascii():
-        data = text.encode("ascii")
-        return len(data.translate(None, _ASCII_CONTROLS_BUT_LF)) != len(data)
+        return _ascii_needs_escape_but_lf(text.encode("ascii"))
     return _NEEDS_ESCAPE_BUT_LF.search(text) is not None
 
 
@@ -300,7 +303,7 @@ class Joined(Sequence[str]):
         """
         if not raw.isascii():
             raise ValueError("not ASCII")
-        if len(raw.translate(None, _ASCII_CONTROLS_BUT_LF)) != len(raw):
+        if _ascii_needs_escape_but_lf(raw):
             return None
         joined = cls._checked(None)
         joined._ascii = raw
@@ -412,8 +415,8 @@ def _not_plain(exit_word: str) -> re.Pattern[str]:
     return re.compile(rf"\n(?:[\s/]|\Z|{word}\s*(?:\n|\Z))")
 
 
-# What C{\\s} matches in ASCII text (str patterns), as bytes patterns spell it.
-_ASCII_SPACE = rb"[\t\n\x0b\x0c\r\x1c-\x1f ]"
+# What C{\\s} matches in ASCII text (str patterns), spelt out for bytes ones.
+_ASCII_SPACES = rb"\t\n\x0b\x0c\r\x1c-\x1f "
 
 
 @functools.lru_cache(maxsize=8)
@@ -421,8 +424,8 @@ def _not_plain_ascii(exit_word: str) -> re.Pattern[bytes]:
     # L{_not_plain} for the bytes of ASCII text (a non-ASCII exit word
     # cannot occur in them; its alternative then never matches).
     word = re.escape(exit_word.encode("utf-8"))
-    space = _ASCII_SPACE
-    return re.compile(rb"\n(?:" + space[:-1] + rb"/]|\Z|" + word + space + rb"*(?:\n|\Z))")
+    spaces = _ASCII_SPACES
+    return re.compile(rb"\n(?:[" + spaces + rb"/]|\Z|" + word + rb"[" + spaces + rb"]*(?:\n|\Z))")
 
 
 def plain_ascii(raw: bytes, exit_word: str) -> bool:
