@@ -58,6 +58,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
+from twisted_tcpchat.bench_trace import STAGES
+
 #: The generator's and relay's C sources, shipped inside this package.
 SOURCES = {"loadgen": "bench_loadgen.c", "relay": "bench_relay.c"}
 
@@ -73,6 +75,8 @@ BUILTIN_SERVERS = {
     "relay": "{relay} --port {port} --limit {limit}",
     # Twisted's ceiling: a bare relay, each read sent as is (not run by default).
     "twisted": "{python} -m twisted_tcpchat.bench_twisted {port}",
+    # Ours with clocks on each stage of a reactor turn (bench_trace.py).
+    "traced": "",  # built by ours_argv()
 }
 
 #: Seconds to wait for a server to listen.
@@ -382,6 +386,14 @@ class ServerSpec:
     def is_ours(self) -> bool:
         return self.name == "ours" and not self.command
 
+    @property
+    def is_traced(self) -> bool:
+        """Ours under L{twisted_tcpchat.bench_trace}."""
+        return self.name == "traced" and not self.command
+
+    def trace_report(self, workdir: Path) -> Path:
+        return workdir / f"{self.name}.trace.json"
+
 
 @dataclass
 class Options:
@@ -439,8 +451,12 @@ def running_server(
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """Start a server, wait until it serves, yield it and its port, stop it."""
     log = workdir / f"{spec.name}.out"
-    if spec.is_ours:
+    if spec.is_ours or spec.is_traced:
         argv = ours_argv(options)
+        if spec.is_traced:
+            report = spec.trace_report(workdir)
+            report.unlink(missing_ok=True)
+            argv[:1] = [sys.executable, "-m", "twisted_tcpchat.bench_trace", str(report)]
         port = 0
     else:
         port = free_port()
@@ -463,7 +479,7 @@ def running_server(
         )
     try:
         deadline = time.monotonic() + START_DEADLINE
-        if spec.is_ours:
+        if spec.is_ours or spec.is_traced:
             port = _port_from_log(log, process, deadline)
         wait_until_serving(port, process, deadline)
         yield process, port
@@ -604,6 +620,8 @@ def run_once(
         notes.append(f"generator: {report.error}")
     figures = dict(report.result)
     figures.update(watch.figures())
+    if spec.is_traced:
+        figures.update(trace_figures(spec.trace_report(workdir), notes))
     if base is not None:
         figures["rss_base_kib"] = base
         held = figures.get("held", 0.0)
@@ -611,6 +629,45 @@ def run_once(
         if held and after is not None:
             figures["rss_per_conn_kib"] = (after - base) / held
     return Run(figures, report.senders, notes)
+
+
+#: How the stages of a traced turn are named among a run's figures.
+TRACE_PREFIX = "turn: "
+
+
+def trace_figures(report: Path, notes: list[str]) -> dict[str, float]:
+    """The median of each stage of a traced server's turns, as figures."""
+    try:
+        data = json.loads(report.read_text())
+        medians = data["median us"]
+        figures = {f"{TRACE_PREFIX}{name}": float(us) for name, us in medians.items()}
+        figures[f"{TRACE_PREFIX}reads"] = float(data["reads per turn"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        notes.append(f"no trace report ({type(e).__name__}: {e})")
+        return {}
+    return figures
+
+
+def format_trace(rows: Sequence[Row]) -> str:
+    """
+    For each traced row: the median microseconds of each stage of a turn
+    that read something (see L{twisted_tcpchat.bench_trace}).
+    """
+    lines = []
+    for row in rows:
+        stages = {
+            key[len(TRACE_PREFIX) :]: value
+            for key, value in row.figures.items()
+            if key.startswith(TRACE_PREFIX)
+        }
+        if not stages:
+            continue
+        reads = stages.pop("reads", 0.0)
+        order = [name for name, _, _ in STAGES]
+        named = sorted(stages, key=lambda n: order.index(n) if n in order else len(order))
+        shown = ", ".join(f"{name} {stages[name]:.1f}" for name in named)
+        lines.append(f"   {row.server}: a turn that read ({reads:g} reads), median us: {shown}")
+    return "\n".join(lines)
 
 
 def _shared_cpus(server: int, generator: int) -> set[int]:
@@ -862,6 +919,9 @@ def bench(
             notes.append(f"{len(lossy)} sender records with loss or reordering (all runs)")
         rows.append(Row(spec.name, median_figures([r for r in runs if r.figures]), runs, notes))
     print(format_table(scenario, rows, options.runs), file=out, flush=True)
+    traced = format_trace(rows)
+    if traced:
+        print(traced, file=out, flush=True)
     return rows
 
 
@@ -949,6 +1009,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--servers",
         default="ours,ncat,relay",
         help="comma-separated: ours, ncat, relay, twisted (a bare Twisted relay), "
+        "traced (ours, with the median time of each stage of a reactor turn), "
         "or a NAME given with --server",
     )
     parser.add_argument(
@@ -1043,7 +1104,9 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
                 raise BenchError("ncat is not installed (apt-get install ncat)")
             specs.append(ServerSpec(name))
         else:
-            raise BenchError(f"unknown server {name!r}: use ours, ncat, relay, twisted or --server")
+            raise BenchError(
+                f"unknown server {name!r}: use ours, ncat, relay, twisted, traced or --server"
+            )
     if not specs:
         raise BenchError("no servers to measure")
     return specs
@@ -1111,7 +1174,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"bench: {e}", file=sys.stderr)
         return 2
     print(describe_machine(), file=out)
-    if any(spec.is_ours for spec in specs):
+    if any(spec.is_ours or spec.is_traced for spec in specs):
         shown = ours_argv(options)
         shown[0] = "twistd"
         print(f"# ours: {shlex.join(shown)}", file=out)
