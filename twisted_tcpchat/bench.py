@@ -3,8 +3,10 @@ The benchmark (issue 7): C{python -m twisted_tcpchat.bench SCENARIO}.
 
 It compiles a C epoll load generator and a trivial C broadcast relay
 (C{bench_loadgen.c}, C{bench_relay.c}, next to this file) with gcc, then for
-each server under test - ours (C{twistd -n tcpchat}), C{ncat --chat}, the C
-relay, or any command given with C{--server NAME=CMD} - and each run:
+each server under test - ours (C{twistd -n tcpchat}; C{traced}: ours with
+clocks on each stage of a reactor turn, L{twisted_tcpchat.bench_trace}),
+C{ncat --chat}, the C relay, or any command given with C{--server
+NAME=CMD} - and each run:
 starts the server pinned to one core, starts the generator pinned to another,
 lets it connect the clients and send timestamped lines, reads the server's
 RSS and CPU time from C{/proc}, stops the server.  It prints one row per
