@@ -393,6 +393,11 @@ class ServerSpec:
         """Ours under L{twisted_tcpchat.bench_trace}."""
         return self.name == "traced" and not self.command
 
+    @property
+    def runs_ours(self) -> bool:
+        """Our twistd, traced or not: it finds its own port and says it in its log."""
+        return self.is_ours or self.is_traced
+
     def trace_report(self, workdir: Path) -> Path:
         return workdir / f"{self.name}.trace.json"
 
@@ -453,7 +458,7 @@ def running_server(
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """Start a server, wait until it serves, yield it and its port, stop it."""
     log = workdir / f"{spec.name}.out"
-    if spec.is_ours or spec.is_traced:
+    if spec.runs_ours:
         argv = ours_argv(options)
         if spec.is_traced:
             report = spec.trace_report(workdir)
@@ -481,7 +486,7 @@ def running_server(
         )
     try:
         deadline = time.monotonic() + START_DEADLINE
-        if spec.is_ours or spec.is_traced:
+        if spec.runs_ours:
             port = _port_from_log(log, process, deadline)
         wait_until_serving(port, process, deadline)
         yield process, port
@@ -664,10 +669,8 @@ def format_trace(rows: Sequence[Row]) -> str:
         }
         if not stages:
             continue
-        reads = stages.pop("reads", 0.0)
-        order = [name for name, _, _ in STAGES]
-        named = sorted(stages, key=lambda n: order.index(n) if n in order else len(order))
-        shown = ", ".join(f"{name} {stages[name]:.1f}" for name in named)
+        reads = stages.get("reads", 0.0)
+        shown = ", ".join(f"{name} {stages[name]:.1f}" for name, _, _ in STAGES if name in stages)
         lines.append(f"   {row.server}: a turn that read ({reads:g} reads), median us: {shown}")
     return "\n".join(lines)
 
@@ -1176,7 +1179,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"bench: {e}", file=sys.stderr)
         return 2
     print(describe_machine(), file=out)
-    if any(spec.is_ours or spec.is_traced for spec in specs):
+    if any(spec.runs_ours for spec in specs):
         shown = ours_argv(options)
         shown[0] = "twistd"
         print(f"# ours: {shlex.join(shown)}", file=out)
