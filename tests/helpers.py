@@ -20,11 +20,9 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from twisted_tcpchat.config import ChatConfig
-from twisted_tcpchat.interfaces import IParticipant
-from twisted_tcpchat.protocol import ChatFactory, ChatProtocol
+from twisted_tcpchat.core.config import ChatConfig
+from twisted_tcpchat.frontends.tcp import ChatFactory, ChatProtocol
 
 #: Seconds a test waits for something on a real socket or process.  Generous:
 #: the machine is shared and noisy; a passing test never waits this long.
@@ -234,35 +232,3 @@ def start_twistd(
     process = Process(argv, tmp_path, env, stdin=stdin)
     match = process.wait_for_output(r"tcpchat listening on \S+:(\d+)")
     return process, int(match.group(1))
-
-
-@implementer(IParticipant)
-class FakeParticipant:
-    """An IParticipant that records what the room sends it and whether it was told to go."""
-
-    def __init__(self, label: str = "", address: str = "192.0.2.50") -> None:
-        self.name = ""
-        self.address = address
-        self.label = label
-        self.lines: list[str] = []
-        self.gone: str | None = None
-
-    def send_line(self, text: str) -> None:
-        assert isinstance(text, str), text
-        self.lines.append(text)
-
-    def send_lines(self, lines: Sequence[str]) -> None:
-        for line in lines:
-            self.send_line(line)
-
-    def disconnect(self, reason: str) -> None:
-        assert self.gone is None, "told to go twice"
-        self.gone = reason
-
-    def take(self) -> list[str]:
-        """The lines received since the last take."""
-        lines, self.lines = self.lines, []
-        return lines
-
-    def __repr__(self) -> str:
-        return f"<FakeParticipant {self.label or self.name}>"

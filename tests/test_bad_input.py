@@ -15,9 +15,10 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import Client, FakeParticipant, messages
-from twisted_tcpchat.config import ChatConfig
-from twisted_tcpchat.protocol import ChatFactory, ChatProtocol, tune_tcp
+from tests.helpers import Client, messages
+from twisted_tcpchat.core.config import ChatConfig
+from twisted_tcpchat.frontends.tcp import ChatFactory, ChatProtocol, tune_tcp
+from twisted_tcpchat.testing import RecordingParticipant
 
 LOCAL = IPv4Address("TCP", "127.0.0.1", 50000)
 
@@ -548,12 +549,11 @@ class ReviewFindingsTests(BadInputCase):
         self.client(LOCAL)
         self.client(remote(7))
         self.factory.server.shut_down()
-        room = self.factory.server.room
-        assert room is not None
-        console = FakeParticipant()
-        room.join(console)
-        room.who(console)
-        self.assertEqual(console.lines[-2:], ["* 1 online:", "*   guest3 (idle 0s)"])
+        directory = self.factory.server.directory
+        console = RecordingParticipant()
+        directory.enter(console)
+        directory.who(console)
+        self.assertEqual(console.lines()[-2:], ["* 1 in #lobby:", "*   guest3 (idle 0s)"])
 
 
 class TokenBucketTests(SynchronousTestCase):
@@ -562,7 +562,7 @@ class TokenBucketTests(SynchronousTestCase):
         Found by the fuzz test: tokens a hair under 1 made a wait of ~1e-15 s,
         and at a large clock value now + wait == now, so the drain spun forever.
         """
-        from twisted_tcpchat.limits import TokenBucket
+        from twisted_tcpchat.core.limits import TokenBucket
 
         bucket = TokenBucket(rate=3.0, burst=1, now=1e9)
         bucket._tokens = 1 - 1e-15
@@ -571,7 +571,7 @@ class TokenBucketTests(SynchronousTestCase):
         self.assertGreater(1e9 + wait, 1e9)
 
     def test_burst_then_rate(self) -> None:
-        from twisted_tcpchat.limits import TokenBucket
+        from twisted_tcpchat.core.limits import TokenBucket
 
         bucket = TokenBucket(rate=2.0, burst=3, now=0.0)
         self.assertEqual([bucket.delay(0.0) for _ in range(3)], [0.0, 0.0, 0.0])

@@ -15,9 +15,9 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import Client, connect, lines_of, messages, welcome
-from twisted_tcpchat.config import DEFAULT_GREETING, ChatConfig
-from twisted_tcpchat.console import Console
-from twisted_tcpchat.protocol import ChatFactory
+from twisted_tcpchat.core.config import DEFAULT_GREETING, ChatConfig
+from twisted_tcpchat.frontends.console import Console
+from twisted_tcpchat.frontends.tcp import ChatFactory
 
 
 class RoomOverProtocolTests(SynchronousTestCase):
@@ -89,7 +89,7 @@ class RoomOverProtocolTests(SynchronousTestCase):
 
     def test_kick_from_console_closes_the_connection(self) -> None:
         """The console's /kick: the client is told, its connection closes, the others see why."""
-        console = Console(self.factory.server.room)  # type: ignore[arg-type]
+        console = Console(self.factory.server)
         console_out = StringTransport()
         console.makeConnection(console_out)
         a, b = self.clients(2)
@@ -128,7 +128,6 @@ class RoomOverProtocolTests(SynchronousTestCase):
 
     def test_once_mode_has_no_room(self) -> None:
         factory = ChatFactory(ChatConfig(once=True), clock=self.clock)
-        self.assertIsNone(factory.server.room)
         a, b = Client(factory), Client(factory)
         self.assertEqual(a.new_lines(), [DEFAULT_GREETING])
         a.send(b"hi\n")
@@ -138,7 +137,7 @@ class RoomOverProtocolTests(SynchronousTestCase):
 class ConsoleTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.factory = ChatFactory(ChatConfig(), clock=Clock())
-        self.console = Console(self.factory.server.room, "op")  # type: ignore[arg-type]
+        self.console = Console(self.factory.server, "op")
         self.screen = StringTransport()
         self.console.makeConnection(self.screen)
 
@@ -178,11 +177,22 @@ class ConsoleTests(SynchronousTestCase):
             self.shown(),
             [
                 "[private to guest1] psst",
-                "* 2 online:",
+                "* 2 in #lobby:",
                 "*   guest1 (idle 0s)",
                 "*   op (idle 0s, operator)",
             ],
         )
+
+    def test_console_starts_in_the_default_room_and_can_join(self) -> None:
+        a, transport = connect(factory=self.factory)
+        a.dataReceived(b"/join dev\n")
+        self.shown()
+        self.console.dataReceived(b"/join #dev\nhello dev\n/part\n")
+        self.assertEqual(
+            lines_of(transport)[-3:],
+            ["* op came from #lobby", "<op> hello dev", "* op left for #lobby"],
+        )
+        self.assertEqual(self.shown()[0], "* you are now in #dev")
 
     def test_console_quit_refused(self) -> None:
         self.shown()

@@ -25,7 +25,8 @@ import pytest
 from twisted.internet.endpoints import quoteStringArgument
 
 from tests.helpers import DEADLINE, Process, start_twistd, wait_for, welcome
-from twisted_tcpchat.config import DEFAULT_GREETING
+from twisted_tcpchat import __version__
+from twisted_tcpchat.core.config import DEFAULT_GREETING
 
 CLIENT = [sys.executable, "-m", "twisted_tcpchat"]
 
@@ -84,8 +85,9 @@ def test_piped_stdin(server: tuple[Process, int]) -> None:
         DEFAULT_GREETING,
         welcome("guest1"),
         "* you are now piper",
-        "* 1 online:",
+        "* 1 in #lobby:",
         "*   piper (idle 0s)",
+        "Goodbye.",
     ]
     assert result.stderr == b""
     twistd.wait_for_output(r"piper \(127\.0\.0\.1:\d+\) disconnected")
@@ -96,7 +98,7 @@ def test_empty_stdin_still_shows_the_greeting(server: tuple[Process, int]) -> No
     _, port = server
     result = tcpchat("127.0.0.1", str(port), stdin=b"")
     assert result.returncode == 0, result
-    assert lines(result.stdout) == [DEFAULT_GREETING, welcome("guest1")]
+    assert lines(result.stdout) == [DEFAULT_GREETING, welcome("guest1"), "Goodbye."]
 
 
 def test_nick_and_endpoint_string(server: tuple[Process, int]) -> None:
@@ -104,7 +106,12 @@ def test_nick_and_endpoint_string(server: tuple[Process, int]) -> None:
     _, port = server
     result = tcpchat("--nick", "alice", f"tcp:host=127.0.0.1:port={port}", "-m", "/who")
     assert result.returncode == 0, result
-    assert lines(result.stdout)[2:] == ["* you are now alice", "* 1 online:", "*   alice (idle 0s)"]
+    assert lines(result.stdout)[2:] == [
+        "* you are now alice",
+        "* 1 in #lobby:",
+        "*   alice (idle 0s)",
+        "Goodbye.",
+    ]
 
 
 def test_server_closes(server: tuple[Process, int], tmp_path: Path) -> None:
@@ -218,7 +225,7 @@ def test_tls(tmp_path: Path) -> None:
     try:
         trusted = tcpchat("-m", "/who", f"tls:127.0.0.1:{port}:trustRoots={roots}")
         assert trusted.returncode == 0, trusted
-        assert lines(trusted.stdout)[-2:] == ["* 1 online:", "*   guest1 (idle 0s)"]
+        assert lines(trusted.stdout)[-2:] == ["* 1 in #lobby:", "*   guest1 (idle 0s)"]
         untrusted = tcpchat("-m", "/who", f"tls:127.0.0.1:{port}")
         assert untrusted.returncode == 1
         assert untrusted.stdout == b""
@@ -355,7 +362,7 @@ def test_help_and_version() -> None:
     for option in ("--reconnect", "--nick", "HOST", "PORT"):
         assert option in result.stdout.decode()
     version = tcpchat("--version")
-    assert (version.returncode, version.stdout) == (0, b"tcpchat 0.1.0\n")
+    assert (version.returncode, version.stdout) == (0, f"tcpchat {__version__}\n".encode())
 
 
 # ---------------------------------------------------------------- a C server

@@ -1,6 +1,6 @@
 """
 The client against our own server, in memory: client sessions and
-twisted_tcpchat.protocol.ChatFactory joined by twisted.test.iosim, one clock.
+twisted_tcpchat.frontends.tcp.ChatFactory joined by twisted.test.iosim, one clock.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import welcome
 from tests.test_client_session import RecordingScreen
-from twisted_tcpchat.client_protocol import ChatClientFactory
-from twisted_tcpchat.client_session import ClientSession, ClientSettings
-from twisted_tcpchat.config import DEFAULT_GREETING
-from twisted_tcpchat.protocol import ChatFactory
+from twisted_tcpchat.client.protocol import ChatClientFactory
+from twisted_tcpchat.client.session import ClientSession, ClientSettings
+from twisted_tcpchat.core.config import DEFAULT_GREETING
+from twisted_tcpchat.frontends.tcp import ChatFactory
 
 CLIENT = IPv4Address("TCP", "127.0.0.1", 40001)
 

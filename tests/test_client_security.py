@@ -27,7 +27,7 @@ def test_cafile_trusts_a_private_ca(tmp_path: Path) -> None:
         target = f"tls:127.0.0.1:{port}"
         trusted = tcpchat("--cafile", str(certs.ca), "-m", "/who", target)
         assert trusted.returncode == 0, trusted
-        assert lines(trusted.stdout)[-2:] == ["* 1 online:", "*   guest1 (idle 0s)"]
+        assert lines(trusted.stdout)[-2:] == ["* 1 in #lobby:", "*   guest1 (idle 0s)"]
         for argv in (["-m", "/who", target], ["--cafile", str(other.ca), "-m", "/who", target]):
             refused = tcpchat(*argv)
             assert refused.returncode == 1, refused

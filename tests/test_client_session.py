@@ -23,15 +23,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from twisted_tcpchat.client import connect, retry_policy
-from twisted_tcpchat.client_io import PlainScreen, TerminalScreen
-from twisted_tcpchat.client_protocol import (
+from twisted_tcpchat.client.io import PlainScreen, TerminalScreen
+from twisted_tcpchat.client.main import connect, retry_policy
+from twisted_tcpchat.client.protocol import (
     CLOSE_GRACE,
     ChatClientFactory,
     ChatClientProtocol,
     Dialer,
 )
-from twisted_tcpchat.client_session import (
+from twisted_tcpchat.client.session import (
     ANSWER_WAIT,
     DRAIN_LIMIT,
     HOLD,
@@ -41,7 +41,7 @@ from twisted_tcpchat.client_session import (
     IScreen,
     State,
 )
-from twisted_tcpchat.config import DEFAULT_GREETING
+from twisted_tcpchat.core.config import DEFAULT_GREETING
 
 SERVER = IPv4Address("TCP", "127.0.0.1", 65432)
 

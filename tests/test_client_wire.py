@@ -17,16 +17,16 @@ from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, UNI
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_tcpchat.client import Target, parse_arguments, parse_target
-from twisted_tcpchat.client_session import why_lost, why_not_connected
-from twisted_tcpchat.client_wire import (
+from twisted_tcpchat.client.main import Target, parse_arguments, parse_target
+from twisted_tcpchat.client.session import why_lost, why_not_connected
+from twisted_tcpchat.client.wire import (
     LINE_ENDINGS,
     IncomingLines,
     check_encoding,
     encode_message,
     for_screen,
 )
-from twisted_tcpchat.config import DEFAULT_GREETING, DEFAULT_PORT
+from twisted_tcpchat.core.config import DEFAULT_GREETING, DEFAULT_PORT
 
 C_GREETING = DEFAULT_GREETING.encode() + b"\0"
 

@@ -21,8 +21,9 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_tcpchat.config import ChatConfig
-from twisted_tcpchat.protocol import ChatFactory, ChatProtocol
+from twisted_tcpchat.core.config import ChatConfig
+from twisted_tcpchat.core.events import Text
+from twisted_tcpchat.frontends.tcp import ChatFactory, ChatProtocol
 
 SERVER = IPv4Address("TCP", "127.0.0.1", 65432)
 
@@ -141,7 +142,7 @@ class TurnFlushTests(_FlushCase):
         del socket.calls[:]
         sender.dataReceived(b"one\n")
         sender.dataReceived(b"two\nthree\n")
-        reader.send_line("* a notice")
+        reader.send(Text("* a notice"))
         self.assertEqual(socket.calls, [])
         self.clock.advance(0)
         self.assertEqual(
@@ -157,11 +158,11 @@ class TurnFlushTests(_FlushCase):
         greeting = socket.received
         del socket.calls[:]
         socket.room = 4
-        reader.send_line("first line")
+        reader.send(Text("first line"))
         self.clock.advance(0)
         self.assertEqual(socket.calls, [b"firs"])  # the rest is Twisted's now
         self.assertIn(socket, socket.fake_reactor.writers)
-        reader.send_line("second")
+        reader.send(Text("second"))
         self.clock.advance(0)
         # Not sent past the older bytes: it joined them in Twisted's buffer.
         self.assertEqual(socket.calls, [b"firs"])
@@ -170,7 +171,7 @@ class TurnFlushTests(_FlushCase):
         # Twisted's buffer is empty again (it said so): straight to the socket.
         del socket.calls[:]
         socket.room = 100
-        reader.send_line("third")
+        reader.send(Text("third"))
         self.clock.advance(0)
         self.assertEqual(socket.calls, [b"third\r\n"])
         self.assertTrue(greeting.startswith(b"hi\r\n"))
@@ -193,17 +194,17 @@ class TurnFlushTests(_FlushCase):
         factory = self.make_factory(send_queue=200)
         reader, socket = connect(factory, 1, room=0)
         self.clock.advance(0)  # the greeting and the welcome: 76 bytes held
-        reader.send_line("y" * 60)
+        reader.send(Text("y" * 60))
         self.clock.advance(0)  # 138
         self.assertFalse(socket.aborted)
         socket.room = 1 << 20
         socket.drain()  # Twisted sends them all: nothing waits any more
         socket.room = 0
         for _ in range(3):  # 62, 124, 186 bytes waiting
-            reader.send_line("z" * 60)
+            reader.send(Text("z" * 60))
             self.clock.advance(0)
         self.assertFalse(socket.aborted)
-        reader.send_line("z" * 60)
+        reader.send(Text("z" * 60))
         self.clock.advance(0)  # 248: over the cap
         self.assertTrue(socket.aborted)
 
@@ -242,7 +243,7 @@ class TurnFlushTests(_FlushCase):
         self.assertIn(socket, elsewhere.writers)  # the greeting, given to Twisted
         socket.drain()
         self.assertTrue(socket.received.startswith(b"hi\r\n"))
-        protocol.send_line("now")
+        protocol.send(Text("now"))
         socket.drain()
         self.assertTrue(socket.received.endswith(b"now\r\n"))
 
@@ -257,7 +258,7 @@ class TurnFlushTests(_FlushCase):
 
     def test_abort_drops_what_is_waiting(self) -> None:
         client, socket = connect(self.factory, 1)
-        client.send_line("never sent")
+        client.send(Text("never sent"))
         client.abort()
         self.clock.advance(0)
         self.assertEqual(socket.calls, [])
@@ -274,7 +275,7 @@ class TurnFlushTests(_FlushCase):
 
         protocol, transport = connect_string(factory=self.factory)
         self.assertTrue(transport.value().startswith(b"hi\r\n"))
-        protocol.send_line("now")
+        protocol.send(Text("now"))
         self.assertTrue(transport.value().endswith(b"now\r\n"))
 
 
@@ -283,8 +284,8 @@ class FlushFailureTests(_FlushCase):
         first, broken = connect(self.factory, 1)
         second, fine = connect(self.factory, 2)
         broken.fail = ConnectionResetError()
-        first.send_line("lost")
-        second.send_line("kept")
+        first.send(Text("lost"))
+        second.send(Text("kept"))
         self.clock.advance(0)
         # Handed to Twisted's buffer, whose next write will find the reset.
         self.assertIn(broken, broken.fake_reactor.writers)
@@ -295,8 +296,8 @@ class FlushFailureTests(_FlushCase):
         second, fine = connect(self.factory, 2)
         odd.fail = RuntimeError("bug")
         with capturedLogs() as events:
-            first.send_line("x")
-            second.send_line("kept")
+            first.send(Text("x"))
+            second.send(Text("kept"))
             self.clock.advance(0)
         self.assertTrue(odd.aborted)
         self.assertTrue(fine.received.endswith(b"kept\r\n"))
@@ -305,6 +306,6 @@ class FlushFailureTests(_FlushCase):
         self.assertIn("127.0.0.1:1", formatEvent(failures[0]))
         self.flushLoggedErrors(RuntimeError)
         # Later turns still flush.
-        second.send_line("later")
+        second.send(Text("later"))
         self.clock.advance(0)
         self.assertTrue(fine.received.endswith(b"later\r\n"))

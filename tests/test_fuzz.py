@@ -13,8 +13,8 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
 from tests.helpers import connect
-from twisted_tcpchat.config import ChatConfig
-from twisted_tcpchat.protocol import ChatFactory
+from twisted_tcpchat.core.config import ChatConfig
+from twisted_tcpchat.frontends.tcp import ChatFactory
 
 INTERESTING = st.sampled_from(
     [
@@ -80,13 +80,15 @@ def test_no_input_raises_and_output_stays_safe(
     assert factory.server.client_count <= 3
 
 
-# The whole-read fast path (Session._say_plain) must do exactly what the
-# per-line path does with the same bytes: same lines to everyone, same log.
+# The whole-read shortcut (session._plain_chat_text: one regular expression
+# for a read of nothing but chat) must do exactly what the line-by-line
+# path does with the same bytes: same lines to everyone, same log.
 LINE_PARTS = st.sampled_from(
     [
         "hello",
         "exit",
         " exit ",
+        "exit\u3000",
         "exited",
         "/nick x",
         "/me waves",
@@ -96,6 +98,7 @@ LINE_PARTS = st.sampled_from(
         "\t",
         "",
         "\u3000",
+        "\x85",
         "\x1b[2J",
         "\u202e",
         "你好",
@@ -108,17 +111,19 @@ READ = st.lists(st.lists(LINE_PARTS, max_size=3).map("".join), min_size=1, max_s
 ENCODED = st.sampled_from(["utf-8", "gbk"])
 
 
-def _conversation(reads: list[tuple[list[str], str]], fast: bool) -> tuple[bytes, bytes, list[str]]:
+def _conversation(
+    reads: list[tuple[list[str], str]], shortcut: bool
+) -> tuple[bytes, bytes, list[str]]:
     from unittest import mock
 
     from twisted.logger import formatEvent
 
-    from twisted_tcpchat.server import Session
+    from twisted_tcpchat.core import session
 
-    patch = (
-        mock.patch.object(Session, "_say_plain", return_value=False)
-        if not fast
-        else mock.patch.object(Session, "_say_plain", Session._say_plain)
+    patch = mock.patch.object(
+        session,
+        "_plain_chat_text",
+        session._plain_chat_text if shortcut else (lambda lines, exit_word: None),
     )
     clock = Clock()
     factory = ChatFactory(ChatConfig(max_line=40, echo=True), clock=clock)
@@ -135,20 +140,17 @@ def _conversation(reads: list[tuple[list[str], str]], fast: bool) -> tuple[bytes
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(READ, ENCODED), min_size=1, max_size=6))
-def test_whole_read_path_does_what_the_per_line_path_does(
+def test_the_whole_read_shortcut_does_what_line_by_line_does(
     reads: list[tuple[list[str], str]],
 ) -> None:
-    assert _conversation(reads, fast=True) == _conversation(reads, fast=False)
+    assert _conversation(reads, shortcut=True) == _conversation(reads, shortcut=False)
 
 
-def test_the_whole_read_path_takes_plain_reads_only() -> None:
-    """The equivalence above compares two paths, not one path with itself."""
-    from twisted_tcpchat.wire import Overlong
+@given(st.lists(st.lists(LINE_PARTS, max_size=3).map("".join), min_size=1, max_size=6))
+def test_the_shortcut_says_plain_exactly_when_every_line_is(lines: list[str]) -> None:
+    """The equivalence above compares two paths: the shortcut is taken, and only for plain reads."""
+    from twisted_tcpchat.core.session import _is_chat, _plain_chat_text
 
-    factory = ChatFactory(ChatConfig(), clock=Clock())
-    sender, _ = connect(factory=factory, peer=IPv4Address("TCP", "127.0.0.1", 1))
-    session = sender.session
-    assert session._say_plain([b"a", "\u4f60".encode(), b"exited", b" x"]) is False  # " x"
-    assert session._say_plain([b"a", "\u4f60".encode(), b"exited", b"\x1b[2J"]) is True
-    for odd in ([b"/who"], [b"exit"], [b""], [b"a", b"\t"], [Overlong(5000)], [b"\xff"]):
-        assert session._say_plain(odd) is False, odd
+    plain = all(_is_chat(line, "exit") for line in lines)
+    assert (_plain_chat_text(lines, "exit") is not None) == plain
+    assert _plain_chat_text(["a", "\u4f60", "exited"], "exit") == "a\n\u4f60\nexited"

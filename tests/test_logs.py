@@ -18,9 +18,9 @@ from twisted.logger import Logger, capturedLogs, eventAsJSON, formatEvent
 from tests.helpers import DEADLINE, Client, messages
 from tests.test_loopback import dial, eventually, start
 from twisted_tcpchat import logs
-from twisted_tcpchat.config import ChatConfig
+from twisted_tcpchat.core.config import ChatConfig
+from twisted_tcpchat.frontends.tcp import ChatFactory, TurnFlusher
 from twisted_tcpchat.logs import TurnLog
-from twisted_tcpchat.protocol import ChatFactory, TurnFlusher
 
 
 def test_held_events_come_out_in_order_at_the_last_release() -> None:
@@ -122,7 +122,8 @@ def test_a_reads_log_text_is_plain_text_by_the_time_observers_see_it() -> None:
     The chat lines' log text is made when the event is written (on a server:
     after the sends), once: every observer gets the same plain text, escapes
     and sizes included - JSON logs too - whichever path took the read
-    (one clean text, escaped lines, or line by line).
+    (one clean text, escaped lines, or line by line); the fields of a chat
+    message are there apart, for a JSON log.
     """
     factory = ChatFactory(ChatConfig(history=0, quiet_presence=True), clock=Clock())
     alice, bob = Client(factory), Client(factory)
@@ -131,15 +132,23 @@ def test_a_reads_log_text_is_plain_text_by_the_time_observers_see_it() -> None:
         alice.send(b"hi\r\nthere\n")  # whole read, nothing to escape (Joined)
         alice.send(b"see \x1b[2J\nthis\n")  # whole read, escaped
         alice.send(b"/me waves\nplain again\n")  # a command: line by line
-    sent = [e for e in events if "lines" in e]
-    assert all(type(e["lines"]) is str for e in sent)
+    sent = [e for e in events if "said" in e]
+    assert all(type(e["said"]) is str for e in sent)
     who = "guest1 (192.0.2.7:40001)"
     assert [formatEvent(e) for e in sent] == [
         f"{who} sent 2 bytes: hi\n{who} sent 5 bytes: there",
         f"{who} sent 8 bytes: see \\x1b[2J\n{who} sent 4 bytes: this",
         f"{who} sent 11 bytes: plain again",
     ]
-    assert [json.loads(eventAsJSON(e))["lines"] for e in sent] == [e["lines"] for e in sent]
+    records = [json.loads(eventAsJSON(e)) for e in sent]
+    assert [r["said"] for r in records] == [e["said"] for e in sent]
+    assert [
+        (r["room"], r["name"], r["address"], r["port"], r["size"], r["text"]) for r in records
+    ] == [
+        ("lobby", "guest1", "192.0.2.7", 40001, 7, "hi\nthere"),
+        ("lobby", "guest1", "192.0.2.7", 40001, 12, "see \x1b[2J\nthis"),
+        ("lobby", "guest1", "192.0.2.7", 40001, 11, "plain again"),
+    ]
     assert bob.new_lines() == [
         "<guest1> hi",
         "<guest1> there",
@@ -209,6 +218,6 @@ def test_a_read_is_logged_under_the_name_it_was_sent_with() -> None:
         alice.dataReceived(b"hi\n")
         alice.dataReceived(b"/nick bob\n")
         clock.advance(0)
-    said = [formatEvent(e) for e in events if "lines" in e]
+    said = [formatEvent(e) for e in events if "said" in e]
     assert said[0] == "guest1 (127.0.0.1:40001) sent 2 bytes: hi", said
     assert any("is now known as bob" in formatEvent(e) for e in events)

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 from tests.helpers import DEADLINE, messages, welcome
 from twisted_tcpchat import ChatConfig, ChatService, make_service
-from twisted_tcpchat.config import DEFAULT_GREETING
+from twisted_tcpchat.core.config import DEFAULT_GREETING
 from twisted_tcpchat.service import SHUTDOWN_GRACE
 
 reactor = global_reactor

@@ -16,7 +16,7 @@ import pexpect
 import pytest
 
 from tests.helpers import DEADLINE, Process, installed_script, start_twistd, welcome
-from twisted_tcpchat.config import DEFAULT_GREETING
+from twisted_tcpchat.core.config import DEFAULT_GREETING
 
 
 def peer_argv(kind: str, port: int) -> list[str]:
@@ -147,7 +147,7 @@ def test_console_through_a_pipe(tmp_path: Path) -> None:
         twistd.send("/msg guest1 a word in private")
         client.expect("[private from server] a word in private")
         twistd.send("/who")
-        twistd.wait_for_output(r"(?m)^\* 2 online:$")
+        twistd.wait_for_output(r"(?m)^\* 2 in #lobby:$")
         twistd.send("/kick guest1 closing time")
         client.expect("* you were kicked by server: closing time")
         client.process.close_stdin()  # nc quits once both directions are done
@@ -186,7 +186,7 @@ def test_console_on_a_terminal(tmp_path: Path) -> None:
         client.say("你好 from a terminal peer")
         child.expect("<guest1> 你好 from a terminal peer")
         child.sendline("/who")
-        child.expect(r"\* 2 online:")
+        child.expect(r"\* 2 in #lobby:")
         child.sendline("typed on the tty")
         client.expect("<server> typed on the tty")
         client.process.stop()

@@ -15,9 +15,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.helpers import CLIENT, connect, lines_of, messages, welcome
-from twisted_tcpchat.config import DEFAULT_GREETING, ChatConfig
-from twisted_tcpchat.protocol import ChatFactory, address_parts
-from twisted_tcpchat.server import Session
+from twisted_tcpchat.core.config import DEFAULT_GREETING, ChatConfig
+from twisted_tcpchat.core.session import Session
+from twisted_tcpchat.frontends.tcp import ChatFactory, address_parts
 
 PEER = f"{CLIENT.host}:{CLIENT.port}"
 WHO = f"guest1 ({PEER})"
@@ -273,13 +273,13 @@ class BadInputTests(SynchronousTestCase):
 
         def broken(session: Session, text: str, size: int) -> None:
             calls.append(text)
-            if text == "boom":
+            if text == "/boom":
                 raise RuntimeError("bug")
 
-        self.patch(Session, "line_received", broken)
+        self.patch(Session, "_other_line_in_chat", broken)
         with capturedLogs() as events:
-            protocol.dataReceived(b"boom\nfine\n")
-        self.assertEqual(calls, ["boom", "fine"])
+            protocol.dataReceived(b"/boom\n/fine\n")
+        self.assertEqual(calls, ["/boom", "/fine"])
         self.assertEqual(
             lines_of(transport)[2:], ["error: internal error; your line was not handled"]
         )

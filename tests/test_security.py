@@ -30,11 +30,12 @@ from tests.helpers import (
     wait_for,
     welcome,
 )
-from twisted_tcpchat.config import DEFAULT_GREETING, ChatConfig
-from twisted_tcpchat.console import Console
-from twisted_tcpchat.limits import AccessList, parse_networks
-from twisted_tcpchat.protocol import ChatFactory
-from twisted_tcpchat.server import ChatServer, redact
+from twisted_tcpchat.core.config import DEFAULT_GREETING, ChatConfig
+from twisted_tcpchat.core.limits import AccessList, parse_networks
+from twisted_tcpchat.core.login import redact
+from twisted_tcpchat.core.server import ChatServer
+from twisted_tcpchat.frontends.console import Console
+from twisted_tcpchat.frontends.tcp import ChatFactory
 from twisted_tcpchat.tap import Options
 
 # ------------------------------------------------------------------ TLS, real
@@ -131,7 +132,7 @@ def test_unfinished_handshake_dropped(tls_server) -> None:  # type: ignore[no-un
         assert silent.recv(100) == b""
     server.wait_for_output(r"did not finish the TLS handshake in 1 s; dropped")
     watcher.sendall(b"/who\n")
-    assert watcher_file.readline() == b"* 1 online:\r\n", "the silent client never joined"
+    assert watcher_file.readline() == b"* 1 in #lobby:\r\n", "the silent client never joined"
     silent.close()
     watcher.close()
 
@@ -307,7 +308,7 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(text.count("/login alice ********"), 3)
 
     def test_throttle_survives_many_failures(self) -> None:
-        from twisted_tcpchat.auth import Logins
+        from twisted_tcpchat.core.login import Logins
 
         logins = Logins([InMemoryUsernamePasswordDatabaseDontUse(a=b"b")])
         logins._failures["192.0.2.1/32"] = (5000, 0.0)
@@ -396,9 +397,7 @@ class OperatorTests(SynchronousTestCase):
         self.assertTrue(spare.transport.disconnecting)
 
     def test_console_bans(self) -> None:
-        room = self.factory.server.room
-        assert room is not None
-        console = Console(room)
+        console = Console(self.factory.server)
         from twisted.internet.testing import StringTransport
 
         console.makeConnection(StringTransport())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import DEADLINE, Process, installed_script, start_twistd, wait_for, welcome
-from twisted_tcpchat.config import DEFAULT_GREETING
+from twisted_tcpchat.core.config import DEFAULT_GREETING
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,16 +17,24 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError, TimeoutError
-from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTime
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorCore,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.python.failure import Failure
 
-from twisted_tcpchat.config import DEFAULT_PORT, ChatConfig
-from twisted_tcpchat.console import Console
-from twisted_tcpchat.limits import clients_for_open_files
+from twisted_tcpchat.core.commands import Commands
+from twisted_tcpchat.core.config import DEFAULT_PORT, ChatConfig
+from twisted_tcpchat.core.interfaces import IDirectory
+from twisted_tcpchat.core.limits import clients_for_open_files
+from twisted_tcpchat.core.server import ChatServer
+from twisted_tcpchat.core.session import Peer
+from twisted_tcpchat.frontends.console import ClassicConsole, Console
+from twisted_tcpchat.frontends.tcp import ChatFactory, address_parts
+from twisted_tcpchat.frontends.tls import HardenedTLSReactor
 from twisted_tcpchat.logs import TurnLog
-from twisted_tcpchat.protocol import ChatFactory, address_parts
-from twisted_tcpchat.server import ChatServer, Peer
-from twisted_tcpchat.tls import HardenedTLSReactor
 
 log = TurnLog(namespace="tcpchat")
 
@@ -86,18 +94,25 @@ def _listen_problem(description: str, failure: Failure) -> str:
     return f"cannot listen on {description}: {failure.getErrorMessage()}"
 
 
+#: Where to listen: a Twisted endpoint string, or an endpoint.
+Listen = str | IStreamServerEndpoint
+
+
 class ChatService(MultiService):
     """
     Listens on each endpoint for one L{ChatFactory}, and attaches the
     operator console when asked; on stop, tells every client the server is
     shutting down and closes them all, cutting off those that do not read
     within L{SHUTDOWN_GRACE} seconds.
+
+    An embedding application reaches the chat through C{directory} (its
+    rooms, notices, observers) and C{commands} (its own slash commands).
     """
 
     def __init__(
         self,
         factory: ChatFactory,
-        listen: Sequence[str],
+        listen: Sequence[Listen],
         reactor: IReactorCore,
         console: bool = False,
     ) -> None:
@@ -109,6 +124,21 @@ class ChatService(MultiService):
         self.ports: list[IListeningPort] = []
         self._listening = False
         self._sized = False
+
+    @property
+    def server(self) -> ChatServer:
+        """The server: its settings, sessions and admission rules."""
+        return self.factory.server
+
+    @property
+    def directory(self) -> IDirectory:
+        """Names and rooms: where to add observers, send notices, seat bots."""
+        return self.factory.server.directory
+
+    @property
+    def commands(self) -> Commands:
+        """The slash commands; add your own here."""
+        return self.factory.server.commands
 
     def privilegedStartService(self) -> None:
         # Listen here, before twistd sheds privileges (-u/-g), so that a
@@ -141,13 +171,13 @@ class ChatService(MultiService):
         self._listen_everywhere()
         super().startService()
         server = self.factory.server
-        if self.console and server.room is not None:
+        if self.console:
             from twisted.internet.stdio import StandardIO
 
-            StandardIO(
-                Console(server.room, server.config.console_name, server.config.max_line),
-                reactor=self._reactor,
-            )
+            if server.config.classic:
+                StandardIO(ClassicConsole(server), reactor=self._reactor)
+            else:
+                StandardIO(Console(server, server.config.console_name), reactor=self._reactor)
 
     def _listen_everywhere(self) -> None:
         if self._listening:
@@ -156,8 +186,13 @@ class ChatService(MultiService):
         for description in self.listen:
             self._listen(description)
 
-    def _listen(self, description: str) -> None:
-        endpoint = serverFromString(HardenedTLSReactor(self._reactor), description)
+    def _listen(self, where: Listen) -> None:
+        if isinstance(where, str):
+            description = where
+            endpoint = serverFromString(HardenedTLSReactor(self._reactor), where)
+        else:
+            description = repr(where)
+            endpoint = where
         outcome: list[IListeningPort | Failure] = []
         endpoint.listen(self.factory).addBoth(outcome.append)
         # Endpoints for TCP, UNIX and TLS answer at once.
@@ -197,29 +232,36 @@ class ChatService(MultiService):
 
 
 def make_service(
-    listen: Sequence[str] = DEFAULT_LISTEN,
+    listen: Sequence[Listen] = DEFAULT_LISTEN,
     config: ChatConfig | None = None,
     *,
     reactor: IReactorCore | None = None,
     console: bool = False,
     checkers: Sequence[ICredentialsChecker] = (),
+    directory: IDirectory | None = None,
+    commands: Commands | None = None,
 ) -> ChatService:
     """
     The chat server as a service to add to an application.
 
-    @param listen: Twisted endpoint strings to listen on
-        (C{"tcp:65432"}, C{"tcp6:65432:interface=\\:\\:"}, C{"unix:/path"}).
+    @param listen: where to listen: Twisted endpoint strings
+        (C{"tcp:65432"}, C{"tcp6:65432:interface=\\:\\:"}, C{"unix:/path"})
+        or endpoint objects (L{IStreamServerEndpoint}).
     @param config: the settings (defaults: L{ChatConfig}).
     @param reactor: the reactor to listen with (default: the global one).
     @param console: whether this process's stdin and stdout are the operator's
         console in the room.
     @param checkers: twisted.cred checkers of names and passwords; with any,
         clients must C{/login NAME PASSWORD} before they may talk.
+    @param directory: names and rooms (default: in this process, as
+        C{config} sets them).
+    @param commands: the slash commands (default: the built-in ones).
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = cast(IReactorCore, default_reactor)
     clock = cast(IReactorTime, reactor)
-    factory = ChatFactory(server=ChatServer(config, clock, checkers=checkers), clock=clock)
+    server = ChatServer(config, clock, checkers=checkers, directory=directory, commands=commands)
+    factory = ChatFactory(server=server, clock=clock)
     return ChatService(factory, listen, reactor, console)

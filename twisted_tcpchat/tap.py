@@ -15,10 +15,10 @@ from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
-from twisted_tcpchat.config import DEFAULT_GREETING, DEFAULT_PORT, ChatConfig
-from twisted_tcpchat.limits import LOOPBACK
+from twisted_tcpchat.core.config import CREATE_ROOMS, DEFAULT_GREETING, DEFAULT_PORT, ChatConfig
+from twisted_tcpchat.core.limits import LOOPBACK
 from twisted_tcpchat.service import ChatService, make_service
-from twisted_tcpchat.wire import GREETING_FIELDS
+from twisted_tcpchat.text.templates import GREETING_FIELDS
 
 #: Pending connections the kernel may hold; Twisted's default is 50 and
 #: ncat's 10, which loses clients that arrive in bursts.  511 is what
@@ -113,6 +113,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "The tutorials' iterative server: take one message per "
             "connection, acknowledge it, close. [default: off]",
         ],
+        [
+            "classic",
+            None,
+            "The tutorials' server, for their lockstep clients: the greeting, then one "
+            "answer per message (with --console, the line the operator types; else an "
+            "acknowledgement); no rooms. [default: off]",
+        ],
     ]
     optParameters = [
         ["port", "p", str(DEFAULT_PORT), "TCP port to listen on (0: any free port)."],
@@ -136,7 +143,20 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "{{ and }} are literal braces.",
         ],
         ["exit-word", None, "exit", "A line that alone ends the client's session."],
-        ["history", None, "20", "Room lines a newcomer gets first (0: none)."],
+        ["history", None, "20", "Lines of a room a newcomer gets first (0: none)."],
+        ["default-room", None, "lobby", "The room everyone starts in (and /part leads to)."],
+        [
+            "create-rooms",
+            None,
+            "anyone",
+            "Who may create a room by joining it: " + ", ".join(CREATE_ROOMS) + ".",
+        ],
+        [
+            "max-rooms",
+            None,
+            "1000",
+            "The most rooms at once; past it /join of a new room is refused.",
+        ],
         ["console-name", None, "server", "The name the operator console speaks as."],
         [
             "max-line",
@@ -217,6 +237,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self["listen"] = []
         self["exempt"] = None
         self["operators"] = []
+        self["rooms"] = []
         self["allow"] = []
         self["deny"] = []
         self["credCheckers"] = []
@@ -239,6 +260,10 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     def opt_auth(self, description: str) -> None:
         """Require logins checked by twisted.cred: memory:NAME:PASSWORD[:NAME:PASSWORD...], file:PATH (lines of name:password), unix; repeatable; see --help-auth. [default: no login needed]"""  # noqa: E501
         super().opt_auth(description)
+
+    def opt_room(self, name: str) -> None:
+        """A room that always exists, even empty (repeatable). [default: only the default room]"""
+        self["rooms"].append(name)
 
     def opt_op(self, name: str) -> None:
         """A login name that may /kick and /ban (repeatable; needs --auth)."""
@@ -289,9 +314,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 greeting=self["greeting"],
                 exit_word=self["exit-word"],
                 once=bool(self["once"]),
+                classic=bool(self["classic"]),
                 max_line=_integer("max-line", self["max-line"], 1),
                 max_unterminated=_integer("max-unterminated", self["max-unterminated"], 1),
                 history=_integer("history", self["history"], 0),
+                default_room=self["default-room"],
+                rooms=tuple(self["rooms"]),
+                create_rooms=self["create-rooms"],
+                max_rooms=_integer("max-rooms", self["max-rooms"], 1),
                 echo=bool(self["echo"]),
                 quiet_presence=bool(self["quiet-presence"]),
                 console_name=self["console-name"],
@@ -346,7 +376,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         if not self["console"]:
             return
         if self["once"]:
-            raise usage.UsageError("--console needs the room; --once has none")
+            raise usage.UsageError("--console needs the room or --classic; --once has neither")
         parent = getattr(self, "parent", None)
         if parent is not None and "nodaemon" in parent and not parent["nodaemon"]:
             raise usage.UsageError(

@@ -1,0 +1,15 @@
+"""
+tcpchat's benchmark: a developer's tool, run from a checkout (it is not
+part of the installed package)::
+
+    .venv/bin/python -m benchmarks SCENARIO [OPTIONS]
+
+from the repository root.  See C{docs/performance.md}.
+
+    driver.py         the command: scenarios, servers, runs, tables
+    loadgen.c         the epoll load generator (compiled with gcc at run time)
+    relay.c           a trivial C broadcast relay, the limit a server could reach
+    twisted_relay.py  a bare relay on Twisted's epoll reactor (C{--servers twisted})
+    trace.py          ours with clocks on each stage of a reactor turn
+                      (C{--servers traced})
+"""

@@ -1,0 +1,1362 @@
+"""
+The benchmark (issue 7): C{python -m benchmarks SCENARIO}, run from the
+repository root of a checkout (it is not part of the installed package).
+
+It compiles a C epoll load generator and a trivial C broadcast relay
+(C{loadgen.c}, C{relay.c}, next to this file) with gcc, then for each
+server under test - ours (C{twistd -n tcpchat}, the one next to this
+Python; C{traced}: ours with clocks on each stage of a reactor turn,
+L{benchmarks.trace}), C{ncat --chat}, the C relay, a bare Twisted relay
+(L{benchmarks.twisted_relay}), or any command given with C{--server
+NAME=CMD} - and each run:
+starts the server pinned to one core, starts the generator pinned to another,
+lets it connect the clients and send timestamped lines, reads the server's
+RSS and CPU time from C{/proc}, stops the server.  It prints one row per
+server (medians over the runs) and the ratio of ours to each.
+
+Scenarios::
+
+    fanout  one sender, --receivers others, as fast as a window of in-flight
+            lines allows: deliveries/s, loss, order, latency
+    rate    --clients clients all sending, --rate lines/s in total: latency
+    idle    --clients clients connect and wait: how many are held, connect
+            rate, RSS per connection
+    soak    rate, for minutes (--duration): RSS growth
+    rooms   rate, with the clients spread over --rooms rooms, each joining
+            its own with C{/join rK}: latency; ours and --server rows only
+            (ncat and the relays have no rooms)
+    suite   all of the issue's scenarios, full size (--quick: small)
+
+The generator is format-agnostic: a client is ready once the server sends it
+any byte, and a relayed line counts when it ends with the stamp
+C{|SSSS:QQQQQQQQ:TTTTTTTTTTTTTTTT} (sender, sequence number, send time in
+nanoseconds; fixed-width hex).  Our server runs with C{--history 0
+--quiet-presence} (loopback is exempt from the flood and
+per-address limits by default) and is otherwise as shipped, logging included
+(to a file).
+"""
+
+# Starting the programs under test (gcc, twistd, ncat, the C tools) is the point:
+# ruff: noqa: S603
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import re
+import resource
+import select
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TextIO
+
+from benchmarks.trace import STAGES
+
+#: This folder, and the checkout it is in (what C{-m benchmarks.*} children need
+#: on their path).
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parent
+
+#: The generator's and relay's C sources, in this folder.
+SOURCES = {"loadgen": "loadgen.c", "relay": "relay.c"}
+
+#: What our server is run with: abuse limits out of the way through
+#: documented options (loopback is exempt from the flood and per-address
+#: limits by default); everything else as shipped.
+OURS_OPTIONS = ("--history", "0", "--quiet-presence")
+
+#: Built-in servers: a name and an argv template ({port}, {relay}).
+BUILTIN_SERVERS = {
+    "ours": "",  # built by ours_argv()
+    "ncat": "ncat -l 127.0.0.1 {port} --chat --max-conns 65000",
+    "relay": "{relay} --port {port} --limit {limit}",
+    # Twisted's ceiling: a bare relay, each read sent as is (not run by default).
+    "twisted": "{python} -m benchmarks.twisted_relay {port}",
+    # Ours with clocks on each stage of a reactor turn (trace.py).
+    "traced": "",  # built by ours_argv()
+}
+
+#: Scenarios only servers with rooms can run: ours (traced or not) and
+#: --server rows; ncat and the two relays put everyone in one room.
+NEEDS_ROOMS = frozenset({"rooms"})
+
+#: Seconds to wait for a server to listen.
+START_DEADLINE = 30.0
+
+_LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the text says why."""
+
+
+# --- scenarios ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """
+    One measurement: what the generator does against each server.
+
+    @ivar kind: fanout, rate, idle or soak (sets the table's columns).
+    @ivar mode: the generator's mode: flood, rate or idle.
+    @ivar clients: connections, senders included.
+    @ivar senders: how many of them send.
+    @ivar rate: lines per second in total (rate mode).
+    @ivar duration: seconds of sending (or of holding, idle).
+    @ivar size: bytes per line sent, line end included.
+    @ivar window: flood mode: lines per sender not yet at every receiver.
+    @ivar connect_rate: new connections per second (0: as fast as the
+        server takes them, at most C{connect_window} pending).
+    @ivar rooms: how many rooms the clients are spread over, client I
+        joining room C{rI mod rooms} (0: no joining, the one room).
+    """
+
+    kind: str
+    mode: str
+    clients: int
+    senders: int
+    rate: float = 1000.0
+    duration: float = 2.0
+    size: int = 64
+    window: int = 128
+    connect_rate: float = 1000.0
+    connect_window: int = 256
+    rooms: int = 0
+
+    @property
+    def title(self) -> str:
+        """A one-line description for the table's header."""
+        if self.kind == "fanout":
+            what = f"fan-out 1 -> {self.clients - 1}, window {self.window}"
+        elif self.kind == "idle":
+            what = f"idle: {self.clients} clients held {self.duration:g} s"
+        elif self.rooms:
+            what = f"{self.kind}: {self.clients} clients in {self.rooms} rooms"
+            what += f" ({self.clients / self.rooms:g} each), {self.senders} sending"
+            what += f" {self.rate:g} lines/s in total"
+        else:
+            what = f"{self.kind}: {self.clients} clients, {self.senders} sending"
+            what += f" {self.rate:g} lines/s in total"
+        if self.kind != "idle":
+            what += f", {self.size}-byte lines, {self.duration:g} s"
+        pace = f"{self.connect_rate:g}/s" if self.connect_rate else "unpaced"
+        return f"{what}; connects {pace}"
+
+    def loadgen_args(self, port: int, limit: float) -> list[str]:
+        """The generator's command-line arguments."""
+        return [
+            f"--port={port}",
+            f"--clients={self.clients}",
+            f"--senders={self.senders}",
+            f"--mode={self.mode}",
+            f"--rate={self.rate:g}",
+            f"--window={self.window}",
+            f"--size={self.size}",
+            f"--duration={self.duration:g}",
+            f"--connect-rate={self.connect_rate:g}",
+            f"--connect-window={self.connect_window}",
+            f"--limit={limit:.0f}",
+            "--per-sender",
+            *([f"--rooms={self.rooms}"] if self.rooms else []),
+        ]
+
+    def time_limit(self) -> float:
+        """Seconds the generator may take at most, all phases together."""
+        connect = self.clients / self.connect_rate if self.connect_rate else self.clients / 500
+        return 60.0 + connect + self.duration * 1.5
+
+
+# --- what the generator and /proc say -------------------------------------------
+
+
+def parse_words(line: str) -> dict[str, float]:
+    """C{key=value} words of a generator record, as numbers (others dropped)."""
+    values: dict[str, float] = {}
+    for word in line.split()[1:]:
+        key, sep, value = word.partition("=")
+        if not sep:
+            continue
+        try:
+            values[key] = float(value)
+        except ValueError:
+            continue
+    return values
+
+
+@dataclass
+class Report:
+    """What one generator run printed: its result and its per-sender records."""
+
+    result: dict[str, float]
+    senders: list[dict[str, float]]
+    error: str | None = None
+
+
+def parse_report(text: str) -> Report:
+    """
+    Read the generator's output: the last C{result} line and the C{sender}
+    lines.  A C{result error=...} line becomes L{Report.error}.
+    """
+    result: dict[str, float] = {}
+    senders: list[dict[str, float]] = []
+    error = None
+    for line in text.splitlines():
+        if line.startswith("result "):
+            match = re.search(r"\berror=(\S+)", line)
+            error = match.group(1) if match else None
+            result = parse_words(line)
+        elif line.startswith("sender "):
+            senders.append(parse_words(line))
+    if not result and error is None:
+        error = "no result"
+    return Report(result, senders, error)
+
+
+def rss_kib(status: str) -> int:
+    """VmRSS in KiB from the text of C{/proc/PID/status}."""
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    if match is None:
+        raise ValueError("no VmRSS")
+    return int(match.group(1))
+
+
+def allowed_cpus(status: str) -> set[int]:
+    """The CPUs a process may run on, from the text of C{/proc/PID/status}."""
+    match = re.search(r"^Cpus_allowed_list:\s*(\S+)", status, re.M)
+    cpus: set[int] = set()
+    for part in match.group(1).split(",") if match else ():
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def cpu_ticks(stat: str) -> int:
+    """utime + stime, in clock ticks, from the text of C{/proc/PID/stat}."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def busy_ticks(stat: str) -> int:
+    """
+    Ticks all CPUs spent running programs (user, nice, system) or stolen by
+    the hypervisor, from the C{cpu} line of C{/proc/stat}.  Interrupt time
+    is left out: loopback TCP is processed there, on behalf of the server
+    and the generator, yet charged to neither.
+    """
+    numbers = [int(n) for n in stat.splitlines()[0].split()[1:]]
+    user, nice, system = numbers[0:3]
+    steal = numbers[7] if len(numbers) > 7 else 0
+    return user + nice + system + steal
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def process_rss(pid: int) -> int | None:
+    """The RSS of a process in KiB, or None once it is gone."""
+    status = _read(f"/proc/{pid}/status")
+    try:
+        return None if status is None else rss_kib(status)
+    except ValueError:
+        return None  # a zombie has no VmRSS
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds a process has used, or None once it is gone."""
+    stat = _read(f"/proc/{pid}/stat")
+    return None if stat is None else cpu_ticks(stat) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds all CPUs have spent busy since boot."""
+    stat = _read("/proc/stat")
+    return 0.0 if stat is None else busy_ticks(stat) / os.sysconf("SC_CLK_TCK")
+
+
+# --- tools and processes ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tools:
+    """The compiled C programs."""
+
+    loadgen: Path
+    relay: Path
+
+
+def compile_tools(workdir: Path, sources: Path = HERE) -> Tools:
+    """Compile the C sources (in C{sources}) into C{workdir} with gcc -O2."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise BenchError("gcc is not installed (apt-get install gcc libc6-dev)")
+    built: dict[str, Path] = {}
+    jobs = []
+    for name, source in SOURCES.items():
+        path = sources / source
+        if not path.is_file():
+            raise BenchError(f"{source} is missing from {sources}")
+        built[name] = workdir / name
+        argv = [gcc, "-O2", "-Wall", "-o", str(built[name]), str(path)]
+        jobs.append((source, subprocess.Popen(argv, stderr=subprocess.PIPE)))
+    for source, job in jobs:
+        _, errors = job.communicate(timeout=120)
+        if job.returncode:
+            raise BenchError(f"gcc failed on {source}:\n{errors.decode(errors='replace')}")
+    return Tools(built["loadgen"], built["relay"])
+
+
+def _child_setup(core: int | None, nice: int = 0) -> Callable[[], None]:
+    """
+    What a child runs before exec: its own core, its niceness, the open-file
+    soft limit raised to the hard one, and death with this process
+    (PR_SET_PDEATHSIG), so that nothing outlives an interrupted benchmark.
+    """
+
+    def setup() -> None:
+        if core is not None:
+            os.sched_setaffinity(0, {core})
+        if nice:
+            with suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, nice)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return setup
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
+    """End a process we started, by its PID: SIGTERM, then SIGKILL after C{grace}."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(grace)
+    return process.returncode
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until_serving(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
+    """
+    Wait until a client can connect and is sent something (each server
+    under test greets or announces).  The probe closes politely: ncat quits
+    when a connection is reset before it accepts it.
+    """
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"the server exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as probe:
+                probe.settimeout(1.0)
+                if probe.recv(1):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise BenchError(f"nothing served on port {port} within {START_DEADLINE:g} s")
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class ServerSpec:
+    """A server under test: C{ours}, or a command with C{{port}} in it."""
+
+    name: str
+    command: str = ""
+
+    @property
+    def is_ours(self) -> bool:
+        return self.name == "ours" and not self.command
+
+    @property
+    def is_traced(self) -> bool:
+        """Ours under L{benchmarks.trace}."""
+        return self.name == "traced" and not self.command
+
+    @property
+    def runs_ours(self) -> bool:
+        """Our twistd, traced or not: it finds its own port and says it in its log."""
+        return self.is_ours or self.is_traced
+
+    @property
+    def has_rooms(self) -> bool:
+        """
+        Whether it can run a scenario with rooms: ours does; ncat and the
+        relays do not; a C{--server} command is taken at its word.
+        """
+        return self.runs_ours or bool(self.command)
+
+    @property
+    def from_checkout(self) -> bool:
+        """Run as C{python -m benchmarks.*}: needs the checkout on its path."""
+        return self.is_traced or (self.name == "twisted" and not self.command)
+
+    def trace_report(self, workdir: Path) -> Path:
+        return workdir / f"{self.name}.trace.json"
+
+
+@dataclass
+class Options:
+    """Settings that are not part of a scenario."""
+
+    runs: int = 3
+    reactor: str = "epoll"
+    ours_args: tuple[str, ...] = ()
+    pin: bool = True
+    nice: int = 0
+    quiet_wait: float = 30.0
+    sample: float = 5.0
+    verbose: bool = False
+
+
+def twistd_path() -> str:
+    """The twistd next to this Python (the venv's), else the one on PATH."""
+    candidate = Path(sys.executable).with_name("twistd")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("twistd")
+    if found is None:
+        raise BenchError("twistd is not installed")
+    return found
+
+
+def ours_argv(options: Options) -> list[str]:
+    """
+    Our server: twistd in the foreground, on any free port, logging to its
+    standard output (as the README's command does), which the benchmark
+    sends to a file.  Not C{--logfile}: twistd's log file rotates every
+    1 MB by renaming every older file, so at benchmark volume (tens of MB/s)
+    that renaming - not tcpchat - took a fifth of the server's time, more
+    the longer the run.
+    """
+    return [
+        twistd_path(),
+        "-n",
+        "--pidfile=",
+        "-r",
+        options.reactor,
+        "tcpchat",
+        "--port",
+        "0",
+        "--interface",
+        "127.0.0.1",
+        *OURS_OPTIONS,
+        *options.ours_args,
+    ]
+
+
+@contextmanager
+def running_server(
+    spec: ServerSpec, tools: Tools, workdir: Path, core: int | None, options: Options, life: float
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start a server, wait until it serves, yield it and its port, stop it."""
+    log = workdir / f"{spec.name}.out"
+    if spec.runs_ours:
+        argv = ours_argv(options)
+        if spec.is_traced:
+            report = spec.trace_report(workdir)
+            report.unlink(missing_ok=True)
+            argv[:1] = [sys.executable, "-m", "benchmarks.trace", str(report)]
+        port = 0
+    else:
+        port = free_port()
+        template = spec.command or BUILTIN_SERVERS[spec.name]
+        words = shlex.split(template)
+        if words and "/" not in words[0] and "{" not in words[0]:
+            words[0] = shutil.which(words[0]) or words[0]
+        argv = [
+            w.format(port=port, relay=tools.relay, limit=f"{life:.0f}", python=sys.executable)
+            for w in words
+        ]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_child_setup(core, options.nice),
+            cwd=workdir,
+            env=checkout_env() if spec.from_checkout else None,
+        )
+    try:
+        deadline = time.monotonic() + START_DEADLINE
+        if spec.runs_ours:
+            port = _port_from_log(log, process, deadline)
+        wait_until_serving(port, process, deadline)
+        yield process, port
+    except BenchError as e:
+        tail = _log_tail(log)
+        raise BenchError(f"{spec.name}: {e}\n{tail}".rstrip()) from None
+    finally:
+        stop(process)
+
+
+def checkout_env() -> dict[str, str]:
+    """
+    This environment with the checkout first on C{PYTHONPATH}, for the
+    C{-m benchmarks.*} servers (they run in the work directory).  Only for
+    them: another server's Python (an older checkout's twistd) must not
+    import this checkout's tcpchat.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _port_from_log(log: Path, process: subprocess.Popen[bytes], deadline: float) -> int:
+    while time.monotonic() < deadline:
+        try:
+            match = _LISTENING.search(log.read_bytes())
+        except OSError:
+            match = None
+        if match:
+            return int(match.group(1))
+        if process.poll() is not None:
+            raise BenchError(f"twistd exited with status {process.returncode}")
+        time.sleep(0.05)
+    raise BenchError("twistd did not log its port in time")
+
+
+# --- one run -------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """The figures of one run against one server."""
+
+    figures: dict[str, float]
+    senders: list[dict[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class _Watch:
+    """Snapshots of the server, the generator and the machine at each phase."""
+
+    def __init__(self, server: int, generator: int) -> None:
+        self.server = server
+        self.generator = generator
+        self.rss: dict[str, float] = {}
+        self.samples: list[tuple[float, int]] = []
+        self.marks: dict[str, tuple[float, float, float, float]] = {}
+
+    def mark(self, phase: str) -> None:
+        self.marks[phase] = (
+            time.monotonic(),
+            process_cpu(self.server) or 0.0,
+            process_cpu(self.generator) or 0.0,
+            machine_busy(),
+        )
+        rss = process_rss(self.server)
+        if rss is not None:
+            self.rss[phase] = rss
+
+    def sample(self) -> None:
+        rss = process_rss(self.server)
+        if rss is not None:
+            self.samples.append((time.monotonic(), rss))
+
+    def figures(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for phase, rss in self.rss.items():
+            out[f"rss_{phase}_kib"] = rss
+        if "start" in self.marks and "end" in self.marks:
+            t0, s0, g0, b0 = self.marks["start"]
+            t1, s1, g1, b1 = self.marks["end"]
+            span = max(t1 - t0, 1e-6)
+            out["srv_cpu"] = (s1 - s0) / span
+            out["gen_cpu_proc"] = (g1 - g0) / span
+            out["bg_cpu"] = max(0.0, (b1 - b0) - (s1 - s0) - (g1 - g0)) / span
+        if len(self.samples) >= 2:
+            (t0, first), (t1, last) = self.samples[0], self.samples[-1]
+            out["rss_growth_kib"] = last - first
+            out["rss_growth_kib_per_min"] = (last - first) / max(t1 - t0, 1e-6) * 60
+            out["rss_max_kib"] = max(rss for _, rss in self.samples)
+        return out
+
+
+#: CPU (in cores) used by other programs above which the figures are flagged.
+BUSY_MACHINE = 0.25
+
+
+def wait_for_quiet(max_wait: float, threshold: float = BUSY_MACHINE) -> float:
+    """
+    Wait, at most C{max_wait} seconds, until the machine has been nearly idle
+    for half a second (other programs using under C{threshold} cores): on a
+    shared machine other people's builds and tests disturb the figures.
+    Return the load last seen, in cores.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        t0, b0 = time.monotonic(), machine_busy()
+        time.sleep(0.5)
+        load = (machine_busy() - b0) / max(time.monotonic() - t0, 1e-6)
+        if load < threshold or time.monotonic() >= deadline:
+            return load
+
+
+def run_once(
+    scenario: Scenario,
+    spec: ServerSpec,
+    tools: Tools,
+    workdir: Path,
+    cores: tuple[int | None, int | None],
+    options: Options,
+) -> Run:
+    """Start the server, run the generator against it once, stop the server."""
+    limit = scenario.time_limit()
+    notes = []
+    if options.quiet_wait > 0:
+        wait_for_quiet(options.quiet_wait)
+    with running_server(spec, tools, workdir, cores[0], options, limit + 60) as (server, port):
+        time.sleep(0.2)  # let a freshly started server settle its memory
+        base = process_rss(server.pid)
+        argv = [str(tools.loadgen), *scenario.loadgen_args(port, limit)]
+        generator = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            preexec_fn=_child_setup(cores[1], options.nice),
+        )
+        watch = _Watch(server.pid, generator.pid)
+        shared = _shared_cpus(server.pid, generator.pid)
+        if shared and cores[0] is not None and cores[0] != cores[1]:
+            notes.append(f"the server and the generator may share CPU {sorted(shared)}")
+        try:
+            text = _follow(generator, watch, time.monotonic() + limit + 15, options.sample)
+        finally:
+            stop(generator, grace=2.0)
+        exited = server.poll()
+    report = parse_report(text)
+    if exited is not None:
+        notes.append(f"{spec.name} exited during the run (status {exited})")
+    if report.error:
+        notes.append(f"generator: {report.error}")
+    figures = dict(report.result)
+    figures.update(watch.figures())
+    if spec.is_traced:
+        figures.update(trace_figures(spec.trace_report(workdir), notes))
+    if base is not None:
+        figures["rss_base_kib"] = base
+        held = figures.get("held", 0.0)
+        after = watch.rss.get("end", watch.rss.get("connected"))
+        if held and after is not None:
+            figures["rss_per_conn_kib"] = (after - base) / held
+    return Run(figures, report.senders, notes)
+
+
+#: How the stages of a traced turn are named among a run's figures.
+TRACE_PREFIX = "turn: "
+
+
+def trace_figures(report: Path, notes: list[str]) -> dict[str, float]:
+    """The median of each stage of a traced server's turns, as figures."""
+    try:
+        data = json.loads(report.read_text())
+        medians = data["median us"]
+        figures = {f"{TRACE_PREFIX}{name}": float(us) for name, us in medians.items()}
+        figures[f"{TRACE_PREFIX}reads"] = float(data["reads per turn"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        notes.append(f"no trace report ({type(e).__name__}: {e})")
+        return {}
+    return figures
+
+
+def format_trace(rows: Sequence[Row]) -> str:
+    """
+    For each traced row: the median microseconds of each stage of a turn
+    that read something (see L{benchmarks.trace}).
+    """
+    lines = []
+    for row in rows:
+        stages = {
+            key[len(TRACE_PREFIX) :]: value
+            for key, value in row.figures.items()
+            if key.startswith(TRACE_PREFIX)
+        }
+        if not stages:
+            continue
+        reads = stages.get("reads", 0.0)
+        shown = ", ".join(f"{name} {stages[name]:.1f}" for name, _, _ in STAGES if name in stages)
+        lines.append(f"   {row.server}: a turn that read ({reads:g} reads), median us: {shown}")
+    return "\n".join(lines)
+
+
+def _shared_cpus(server: int, generator: int) -> set[int]:
+    """The CPUs both processes may run on (a check that pinning took)."""
+    mine, theirs = _read(f"/proc/{server}/status"), _read(f"/proc/{generator}/status")
+    if mine is None or theirs is None:
+        return set()
+    return allowed_cpus(mine) & allowed_cpus(theirs)
+
+
+def _follow(
+    generator: subprocess.Popen[bytes], watch: _Watch, deadline: float, sample_every: float
+) -> str:
+    """
+    Read the generator's output until it ends, taking the server's
+    snapshots at each phase line and an RSS sample every C{sample_every}
+    seconds while it sends.
+    """
+    if generator.stdout is None:
+        raise BenchError("the load generator has no output pipe")
+    fd = generator.stdout.fileno()
+    data = b""
+    pending = b""
+    sampling = False
+    next_sample = 0.0
+    while True:
+        now = time.monotonic()
+        if now > deadline:
+            raise BenchError("the load generator overran its time limit")
+        wait = min(deadline - now, max(0.0, next_sample - now) if sampling else 1.0)
+        readable, _, _ = select.select([fd], [], [], wait)
+        if sampling and time.monotonic() >= next_sample:
+            watch.sample()
+            next_sample = time.monotonic() + sample_every
+        if not readable:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            words = line.split()
+            if len(words) >= 2 and words[0] == b"phase":
+                phase = words[1].decode()
+                watch.mark(phase)
+                if phase == "start":
+                    sampling = True
+                    watch.sample()
+                    next_sample = time.monotonic() + sample_every
+                elif phase == "end":
+                    sampling = False
+                    watch.sample()
+    generator.wait(10)
+    return data.decode(errors="replace")
+
+
+# --- many runs, one table ---------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One server's medians over its runs."""
+
+    server: str
+    figures: dict[str, float]
+    runs: list[Run]
+    notes: list[str]
+
+
+def median_figures(runs: Sequence[Run]) -> dict[str, float]:
+    """The median of each figure over the runs that have it."""
+    keys = sorted({key for run in runs for key in run.figures})
+    return {
+        key: statistics.median(run.figures[key] for run in runs if key in run.figures)
+        for key in keys
+    }
+
+
+#: Per kind: the figure the ratio is taken on, and whether more is better.
+KEY_FIGURE = {
+    "fanout": ("deliveries_per_s", True),
+    "rate": ("lat_p99_us", False),
+    "soak": ("lat_p99_us", False),
+    "rooms": ("lat_p99_us", False),
+    "idle": ("held", True),
+}
+
+
+def _count(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e4:
+        return f"{value / 1e3:.0f}k"
+    return f"{value:.0f}"
+
+
+def _ms(value: float) -> str:
+    return "-" if value < 0 else f"{value / 1000:.2f}"
+
+
+def _cpu(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def _kib(value: float) -> str:
+    return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+Column = tuple[str, str, Callable[[float], str]]
+
+_COMMON: list[Column] = [
+    ("srv cpu", "srv_cpu", _cpu),
+    ("gen cpu", "gen_cpu_proc", _cpu),
+    ("bg cpu", "bg_cpu", _cpu),
+]
+COLUMNS: dict[str, list[Column]] = {
+    "fanout": [
+        ("ready", "ready", _count),
+        ("deliv/s", "deliveries_per_s", _count),
+        ("sent/s", "sent_per_s", _count),
+        ("lost", "lost", _count),
+        ("reord", "reordered", _count),
+        ("garbled", "garbled", _count),
+        ("p50 ms", "lat_p50_us", _ms),
+        ("p99 ms", "lat_p99_us", _ms),
+        ("max ms", "lat_max_us", _ms),
+        *_COMMON,
+    ],
+    "rate": [
+        ("ready", "ready", _count),
+        ("sent/s", "sent_per_s", _count),
+        ("deliv/s", "deliveries_per_s", _count),
+        ("lost", "lost", _count),
+        ("reord", "reordered", _count),
+        ("p50 ms", "lat_p50_us", _ms),
+        ("p90 ms", "lat_p90_us", _ms),
+        ("p99 ms", "lat_p99_us", _ms),
+        ("max ms", "lat_max_us", _ms),
+        *_COMMON,
+    ],
+    "rooms": [
+        ("ready", "ready", _count),
+        ("sent/s", "sent_per_s", _count),
+        ("deliv/s", "deliveries_per_s", _count),
+        ("lost", "lost", _count),
+        ("reord", "reordered", _count),
+        ("x-room", "misrouted", _count),
+        ("p50 ms", "lat_p50_us", _ms),
+        ("p90 ms", "lat_p90_us", _ms),
+        ("p99 ms", "lat_p99_us", _ms),
+        ("max ms", "lat_max_us", _ms),
+        *_COMMON,
+    ],
+    "idle": [
+        ("asked", "clients", _count),
+        ("ready", "ready", _count),
+        ("held", "held", _count),
+        ("failed", "failed", _count),
+        ("conn/s", "connect_per_s", _count),
+        ("base MiB", "rss_base_kib", lambda v: f"{v / 1024:.1f}"),
+        ("RSS MiB", "rss_end_kib", lambda v: f"{v / 1024:.1f}"),
+        ("KiB/conn", "rss_per_conn_kib", _kib),
+    ],
+    "soak": [
+        ("ready", "ready", _count),
+        ("sent/s", "sent_per_s", _count),
+        ("lost", "lost", _count),
+        ("reord", "reordered", _count),
+        ("p50 ms", "lat_p50_us", _ms),
+        ("p99 ms", "lat_p99_us", _ms),
+        ("max ms", "lat_max_us", _ms),
+        ("RSS MiB", "rss_start_kib", lambda v: f"{v / 1024:.1f}"),
+        ("growth KiB", "rss_growth_kib", _kib),
+        ("KiB/min", "rss_growth_kib_per_min", _kib),
+        *_COMMON,
+    ],
+}
+
+
+def ratio(ours: float | None, other: float | None) -> str:
+    """C{ours/other} of the key figure, as text (C{-} when undefined)."""
+    if ours is None or other is None or other <= 0 or ours < 0:
+        return "-"
+    value = ours / other
+    return f"{value:.2f}" if math.isfinite(value) else "-"
+
+
+def format_table(scenario: Scenario, rows: Sequence[Row], runs: int) -> str:
+    """The table of one scenario: a header, one row per server, notes."""
+    key, better = KEY_FIGURE[scenario.kind]
+    columns = COLUMNS[scenario.kind]
+    ours = next((row for row in rows if row.server == "ours"), rows[0] if rows else None)
+    ours_name = ours.server if ours else "ours"
+    header = ["server", *[c[0] for c in columns], f"{ours_name}/this"]
+    body = []
+    for row in rows:
+        cells = [row.server]
+        for _, figure, show in columns:
+            value = row.figures.get(figure)
+            cells.append("-" if value is None else show(value))
+        cells.append(ratio(ours.figures.get(key) if ours else None, row.figures.get(key)))
+        body.append(cells)
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = [
+        f"== {scenario.title}; median of {runs} run{'s' * (runs != 1)}",
+        f"   ratio on {key} ({'higher' if better else 'lower'} is better)",
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in body]
+    busiest = 0.0
+    for row in rows:
+        each = [run.figures.get(key) for run in row.runs]
+        shown = ", ".join("-" if v is None else f"{v:g}" for v in each)
+        loads = [run.figures.get("bg_cpu", 0.0) for run in row.runs]
+        busiest = max([busiest, *loads])
+        load = ", ".join(f"{v:.1f}" for v in loads)
+        lines.append(f"   {row.server}: {key} per run: {shown}; other programs' CPU: {load}")
+        lines += [f"   {row.server}: {note}" for note in row.notes]
+    if busiest >= BUSY_MACHINE:
+        lines.append(
+            f"   note: other programs used up to {busiest:.1f} cores during these runs: "
+            "figures may be disturbed (see --quiet-wait, --nice)"
+        )
+    return "\n".join(lines)
+
+
+def bench(
+    scenario: Scenario,
+    specs: Sequence[ServerSpec],
+    options: Options,
+    tools: Tools,
+    workdir: Path,
+    out: TextIO,
+    cores: tuple[int | None, int | None],
+) -> list[Row]:
+    """
+    Run a scenario against each server C{options.runs} times, the server on
+    C{cores[0]} and the generator on C{cores[1]}; print its table.
+
+    The runs take turns - each server's first run, then each one's second,
+    and so on - so that a machine that gets slower or faster during the
+    benchmark (a shared one does) moves every row alike, not only the
+    rows run last.
+    """
+    runs_of: list[list[Run]] = [[] for _ in specs]
+    for number in range(options.runs):
+        for spec, runs in zip(specs, runs_of, strict=True):
+            try:
+                run = run_once(scenario, spec, tools, workdir, cores, options)
+            except BenchError as e:
+                run = Run({}, notes=[str(e)])
+            run.notes = [f"run {number + 1}: {note}" for note in run.notes]
+            runs.append(run)
+            if options.verbose:
+                print(f"   {spec.name} run {number + 1}: {run.figures} {run.notes}", file=out)
+    rows = []
+    for spec, runs in zip(specs, runs_of, strict=True):
+        notes = [note for run in runs for note in run.notes]
+        lossy = [s for run in runs for s in run.senders if s.get("lost") or s.get("reordered")]
+        if lossy:
+            notes.append(f"{len(lossy)} sender records with loss or reordering (all runs)")
+        rows.append(Row(spec.name, median_figures([r for r in runs if r.figures]), runs, notes))
+    print(format_table(scenario, rows, options.runs), file=out, flush=True)
+    traced = format_trace(rows)
+    if traced:
+        print(traced, file=out, flush=True)
+    return rows
+
+
+def pick_cores(pin: bool, chosen: str | None = None) -> tuple[int | None, int | None]:
+    """
+    The server's core and the generator's (C{chosen}: C{"0,1"}), or no
+    pinning on one core.  Ask before this process pins itself: its children
+    inherit its affinity.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if chosen and pin:
+        try:
+            server, generator = (int(n) for n in chosen.split(","))
+        except ValueError:
+            raise BenchError(f"--cores {chosen!r}: use SERVER,GENERATOR, e.g. 0,1") from None
+        if not {server, generator} <= set(cores):
+            raise BenchError(f"--cores {chosen!r}: this process may use cores {cores}")
+        return server, generator
+    if not pin or len(cores) < 2:
+        return None, None
+    return cores[0], cores[1]
+
+
+# --- command line ----------------------------------------------------------------
+
+
+def open_file_limit() -> int:
+    """The hard open-file limit, which children raise their soft limit to."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def suite(quick: bool, args: argparse.Namespace) -> list[Scenario]:
+    """The issue's scenarios (small ones with C{quick})."""
+    fd_room = max(100, open_file_limit() - 200)
+    duration = args.duration or (1.0 if quick else 3.0)
+    size = args.size
+    scenarios = [
+        Scenario("fanout", "flood", n + 1, 1, duration=duration, size=size, window=args.window)
+        for n in ((10, 100) if quick else (10, 100, 1000))
+    ]
+    scenarios += [
+        Scenario("rate", "rate", 100, 100, rate=rate, duration=duration, size=size)
+        for rate in ((1000,) if quick else (1000, 2000, 5000))
+    ]
+    scenarios.append(
+        Scenario(
+            "idle",
+            "idle",
+            min(500 if quick else 15000, fd_room),
+            0,
+            duration=2.0,
+            connect_rate=0,
+        )
+    )
+    scenarios.append(
+        Scenario("soak", "rate", 300, 300, rate=20, duration=10 if quick else 60, size=size)
+    )
+    rooms, clients, rate = (10, 100, 1000) if quick else (100, 1000, 2000)
+    scenarios.append(
+        Scenario(
+            "rooms", "rate", clients, clients, rate=rate, duration=duration, size=size, rooms=rooms
+        )
+    )
+    return scenarios
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark tcpchat against ncat --chat and a C relay (issue 7). "
+        "Run from the repository root of a checkout.",
+        epilog="Full size: fanout --receivers 1000; rate --rate 5000; idle --clients 15000; "
+        "soak --duration 300; rooms (100 rooms of 10, 2000 lines/s); suite (all of them). "
+        "The rooms scenario runs ours, traced and --server rows only: ncat and the relays "
+        "have no rooms.",
+    )
+    parser.add_argument(
+        "scenario",
+        choices=["fanout", "rate", "idle", "soak", "rooms", "suite"],
+        help="fanout: one sender, --receivers others; rate: --clients all sending --rate "
+        "lines/s in total; idle: --clients held; soak: rate, for --duration; rooms: rate, the "
+        "clients spread over --rooms rooms (client I sends /join rK, K = I mod ROOMS), run by "
+        "ours, traced and --server rows only (ncat and the relays have no rooms); suite: all",
+    )
+    parser.add_argument("--receivers", type=int, default=10, help="fanout: receivers (10)")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        help="rate: 100, soak: 300, idle: 1000, rooms: 1000 (senders included)",
+    )
+    parser.add_argument("--senders", type=int, help="rate, soak, rooms: how many send (all)")
+    parser.add_argument("--rate", type=float, help="lines/s in total (rate, rooms: 2000, soak: 20)")
+    parser.add_argument(
+        "--rooms",
+        type=int,
+        help="rooms: how many rooms the clients are spread over, client I in room rI mod "
+        "ROOMS (100)",
+    )
+    parser.add_argument("--duration", type=float, help="seconds (2; soak 60; idle: hold 2)")
+    parser.add_argument("--size", type=int, default=64, help="bytes per line sent (64)")
+    parser.add_argument("--window", type=int, default=128, help="fanout: lines in flight (128)")
+    parser.add_argument(
+        "--connect-rate",
+        type=float,
+        help="connections/s (1000; idle: 0, as fast as the server takes them)",
+    )
+    parser.add_argument("--runs", type=int, help="runs per server; the median is shown (3)")
+    parser.add_argument(
+        "--servers",
+        default="ours,ncat,relay",
+        help="comma-separated: ours, ncat, relay, twisted (a bare Twisted relay), "
+        "traced (ours, with the median time of each stage of a reactor turn), "
+        "or a NAME given with --server",
+    )
+    parser.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="NAME=CMD",
+        help="another server: a command with {port} (e.g. 'socat=...'); then list NAME in "
+        "--servers",
+    )
+    parser.add_argument("--reactor", default="epoll", help="our twistd's reactor (epoll)")
+    parser.add_argument(
+        "--ours-args", default="", help="more options for our server, e.g. '--echo'"
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin to separate cores")
+    parser.add_argument(
+        "--cores",
+        metavar="SERVER,GENERATOR",
+        help="the cores to pin to (default: the first two this process may use)",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the server and generator (e.g. -10 on a shared machine; needs root)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait, before each run, for other programs to leave the CPUs (30)",
+    )
+    parser.add_argument("--quick", action="store_true", help="one run, short (suite: small)")
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--workdir", type=Path, help="keep logs and binaries here")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each run")
+    return parser.parse_args(argv)
+
+
+def scenario_from(args: argparse.Namespace) -> Scenario:
+    """The one scenario the command line asks for."""
+    kind = args.scenario
+    quick_duration = 1.0 if args.quick else None
+    if kind == "fanout":
+        return Scenario(
+            "fanout",
+            "flood",
+            args.receivers + 1,
+            1,
+            duration=args.duration or quick_duration or 2.0,
+            size=args.size,
+            window=args.window,
+            connect_rate=1000 if args.connect_rate is None else args.connect_rate,
+        )
+    if kind == "idle":
+        return Scenario(
+            "idle",
+            "idle",
+            args.clients or 1000,
+            0,
+            duration=args.duration or 2.0,
+            connect_rate=args.connect_rate or 0,
+        )
+    soak = kind == "soak"
+    clients = args.clients or (300 if soak else 1000 if kind == "rooms" else 100)
+    rooms = 0
+    if kind == "rooms":
+        rooms = args.rooms or 100
+        if not 1 <= rooms <= clients:
+            raise BenchError(f"--rooms {rooms}: from 1 to the number of clients ({clients})")
+    return Scenario(
+        kind,
+        "rate",
+        clients,
+        min(args.senders or clients, clients),
+        rate=args.rate or (20 if soak else 2000),
+        duration=args.duration or quick_duration or (60.0 if soak else 2.0),
+        size=args.size,
+        connect_rate=1000 if args.connect_rate is None else args.connect_rate,
+        rooms=rooms,
+    )
+
+
+def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
+    """The servers to measure, in the order asked."""
+    custom = {}
+    for item in args.server:
+        name, sep, command = item.partition("=")
+        if not sep or not name or "{port}" not in command:
+            raise BenchError(f"--server {item!r}: use NAME=COMMAND with {{port}} in it")
+        custom[name] = command
+    specs = []
+    for name in filter(None, (n.strip() for n in args.servers.split(","))):
+        if name in custom:
+            specs.append(ServerSpec(name, custom[name]))
+        elif name in BUILTIN_SERVERS:
+            if name == "ncat" and shutil.which("ncat") is None:
+                raise BenchError("ncat is not installed (apt-get install ncat)")
+            specs.append(ServerSpec(name))
+        else:
+            raise BenchError(
+                f"unknown server {name!r}: use ours, ncat, relay, twisted, traced or --server"
+            )
+    if not specs:
+        raise BenchError("no servers to measure")
+    return specs
+
+
+def servers_for(scenario: Scenario, specs: Sequence[ServerSpec]) -> list[ServerSpec]:
+    """The servers that can run C{scenario}: all, or those with rooms."""
+    if scenario.kind not in NEEDS_ROOMS:
+        return list(specs)
+    return [spec for spec in specs if spec.has_rooms]
+
+
+def describe_source() -> str | None:
+    """
+    The git commit our server's code comes from (C{+changes} when edited),
+    if known: the tcpchat this Python imports, as our twistd next to it does.
+    """
+    git = shutil.which("git")
+    spec = find_spec("twisted_tcpchat")
+    if git is None or spec is None or spec.origin is None:
+        return None
+    package = Path(spec.origin).resolve().parent
+    try:
+        commit = subprocess.run(
+            [git, "-C", str(package), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            [git, "-C", str(package), "status", "--porcelain", "--untracked-files=no", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}{' +changes' if changes else ''} ({package})"
+
+
+def describe_machine() -> str:
+    """One line on where the figures come from."""
+    cores = len(os.sched_getaffinity(0))
+    return (
+        f"# {os.uname().sysname} {os.uname().release}, {cores} cores, "
+        f"open-file limit {open_file_limit()}, Python {sys.version.split()[0]}"
+    )
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """The command: run the scenario(s), print the tables; 0 on success."""
+    out = out if out is not None else sys.stdout
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        specs = server_specs(args)
+        scenarios = suite(args.quick, args) if args.scenario == "suite" else [scenario_from(args)]
+        if not any(servers_for(s, specs) for s in scenarios):
+            raise BenchError(
+                "no server to measure has rooms: the rooms scenario runs ours, traced "
+                "and --server rows only"
+            )
+    except BenchError as e:
+        print(f"benchmarks: {e}", file=sys.stderr)
+        return 2
+    runs = args.runs or (1 if args.quick else 3)
+    options = Options(
+        runs=max(1, runs),
+        reactor=args.reactor,
+        ours_args=tuple(shlex.split(args.ours_args)),
+        pin=not args.no_pin,
+        nice=args.nice,
+        quiet_wait=args.quiet_wait,
+        sample=1.0 if args.scenario in ("soak", "suite") else 5.0,
+        verbose=args.verbose,
+    )
+    try:
+        cores = pick_cores(options.pin, args.cores)
+    except BenchError as e:
+        print(f"benchmarks: {e}", file=sys.stderr)
+        return 2
+    print(describe_machine(), file=out)
+    if any(spec.runs_ours for spec in specs):
+        shown = ours_argv(options)
+        shown[0] = "twistd"
+        print(f"# ours: {shlex.join(shown)}", file=out)
+        source = describe_source()
+        if source:
+            print(f"# ours from commit {source}", file=out)
+    where = (
+        f"server on core {cores[0]}, generator on core {cores[1]}"
+        if cores[0] is not None
+        else "no pinning"
+    )
+    print(f"# {where}" + (f", both at nice {options.nice}" if options.nice else ""), file=out)
+    original_affinity = os.sched_getaffinity(0)
+    results: list[dict[str, object]] = []
+    failed = False
+    # SIGTERM unwinds like Ctrl-C: servers stopped, the work directory removed.
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        if cores[1] is not None:
+            os.sched_setaffinity(0, {cores[1]})  # keep this process off the server's core
+        with _workdir(args.workdir) as workdir:
+            tools = compile_tools(workdir)
+            for scenario in scenarios:
+                run_options = options
+                if scenario.kind == "soak" and args.scenario == "suite":
+                    run_options = replace(options, runs=1)
+                these = servers_for(scenario, specs)
+                left_out = [spec.name for spec in specs if spec not in these]
+                if left_out:
+                    print(f"# {scenario.kind}: {', '.join(left_out)} left out: no rooms", file=out)
+                if not these:
+                    print(file=out)
+                    continue
+                rows = bench(scenario, these, run_options, tools, workdir, out, cores)
+                failed = failed or any(not row.figures for row in rows)
+                results.append(
+                    {"scenario": scenario.__dict__, "rows": [_row_json(r) for r in rows]}
+                )
+                print(file=out)
+    except BenchError as e:
+        print(f"benchmarks: {e}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.sched_setaffinity(0, original_affinity)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 1 if failed else 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _row_json(row: Row) -> dict[str, object]:
+    return {
+        "server": row.server,
+        "figures": row.figures,
+        "notes": row.notes,
+        "runs": [{"figures": r.figures, "senders": r.senders, "notes": r.notes} for r in row.runs],
+    }
+
+
+@contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="tcpchat-bench-") as name:
+        yield Path(name)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,12 @@
+"""
+The C{tcpchat} terminal client: L{run} is the console script, L{main} the
+whole program for L{twisted.internet.task.react}.
+
+Its parts: L{wire} (pure framing and display), L{session} (its states in one
+table), L{protocol} (the C{ClientFactory} adapter), L{io} (terminal and
+pipes), L{main} (arguments and wiring).
+"""
+
+from twisted_tcpchat.client.main import main, run
+
+__all__ = ["main", "run"]

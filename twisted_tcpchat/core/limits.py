@@ -1,0 +1,249 @@
+"""
+Abuse limits as pure bookkeeping: a token bucket for flood control, and
+per-address admission (concurrent connections, connection rate, exempt
+networks).  The time is always passed in, so tests need no clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections import deque
+from collections.abc import Iterable
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Loopback, exempt by default (as ergo does): local tools and benchmarks
+#: are not abusers.
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+#: File descriptors kept back from clients: listeners, logs, stdio, and
+#: whatever else the process opens (a Redis link, a TLS context file).
+RESERVED_FILES = 64
+
+
+def clients_for_open_files(limit: int) -> int:
+    """How many clients an open-file limit leaves room for."""
+    return max(1, limit - RESERVED_FILES)
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """
+    Networks from CIDR strings (a bare address is a /32 or /128).
+
+    @raise ValueError: naming the bad one.
+    """
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not an IPv4 or IPv6 network (CIDR)") from None
+    return tuple(networks)
+
+
+class TokenBucket:
+    """
+    Lines a client may send: a burst at once, then a steady rate.
+
+    @ivar rate: tokens added per second.
+    @ivar burst: the most tokens held.
+    """
+
+    __slots__ = ("_at", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = now
+
+    def delay(self, now: float) -> float:
+        """
+        Take a token if there is one (return 0), else return how many seconds
+        until there will be.
+        """
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        # Within rounding of a whole token is a token: otherwise the wait
+        # could be too small to move a large clock value (now + wait == now),
+        # and a caller waiting for it would spin.
+        if self._tokens >= 1 - 1e-9:
+            self._tokens = max(0.0, self._tokens - 1)
+            return 0.0
+        return max((1 - self._tokens) / self.rate, 1e-3)
+
+
+class Admission:
+    """
+    Who may connect: at most C{per_address} connections at once from one
+    address, and C{rate} new ones per C{window} seconds; IPv6 addresses
+    count by their /64, what one host usually holds.  Exempt networks are
+    never limited.  Memory is bounded by the addresses seen in the last
+    C{window} seconds plus those connected.
+    """
+
+    def __init__(
+        self,
+        per_address: int,
+        rate: int,
+        window: float,
+        exempt: Iterable[Network] = (),
+    ) -> None:
+        self.per_address = per_address
+        self.rate = rate
+        self.window = window
+        self.exempt = tuple(exempt)
+        self._open: dict[str, int] = {}
+        self._recent: dict[str, deque[float]] = {}
+        self._admitted = 0
+
+    def is_exempt(self, host: str) -> bool:
+        """Whether C{host} (an IP address, or e.g. C{unix}) is never limited."""
+        address = _address(host)
+        if address is None:
+            return True
+        return any(address in network for network in self.exempt)
+
+    def admit(self, host: str, now: float) -> str | None:
+        """
+        Count a new connection from C{host}, or refuse it: the refusal is the
+        line to send.
+        """
+        key = self._key(host)
+        if key is None:
+            return None
+        if self._open.get(key, 0) >= self.per_address:
+            return (
+                f"too many connections from your address (the limit is "
+                f"{self.per_address}); try again later"
+            )
+        recent = self._recent.setdefault(key, deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if len(recent) >= self.rate:
+            wait = int(recent[0] + self.window - now) + 1
+            return (
+                f"too many new connections from your address (the limit is "
+                f"{self.rate} per {self.window:g} s); try again in {wait} s"
+            )
+        recent.append(now)
+        self._open[key] = self._open.get(key, 0) + 1
+        self._admitted += 1
+        if self._admitted % 1024 == 0:
+            self._forget_old(now)
+        return None
+
+    def release(self, host: str) -> None:
+        """A connection that L{admit} counted has ended."""
+        key = self._key(host)
+        if key is None or key not in self._open:
+            return
+        self._open[key] -= 1
+        if not self._open[key]:
+            del self._open[key]
+
+    def _key(self, host: str) -> str | None:
+        address = _address(host)
+        if address is None or any(address in network for network in self.exempt):
+            return None
+        if address.version == 6:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address)
+
+    def _forget_old(self, now: float) -> None:
+        stale = [k for k, t in self._recent.items() if not t or t[-1] <= now - self.window]
+        for key in stale:
+            del self._recent[key]
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Cached: every connection asks four times (exemption, admission,
+    # --allow/--deny, bans), and clients come back from the same addresses.
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+class AccessList:
+    """
+    C{--allow} and C{--deny}: with an allow list, only its networks get in;
+    a denied network is refused unless it is also allowed (allow wins, as in
+    ncat).
+    """
+
+    def __init__(self, allow: Iterable[Network] = (), deny: Iterable[Network] = ()) -> None:
+        self.allow = tuple(allow)
+        self.deny = tuple(deny)
+
+    def permits(self, host: str) -> bool:
+        """Whether a client at C{host} may connect (non-IP peers, e.g. UNIX, always may)."""
+        address = _address(host)
+        if address is None:
+            return True
+        if any(address in network for network in self.allow):
+            return True
+        if self.allow:
+            return False
+        return not any(address in network for network in self.deny)
+
+
+def parse_duration(text: str) -> float:
+    """
+    C{90}, C{90s}, C{15m}, C{2h}, C{7d} as seconds.
+
+    @raise ValueError: for anything else.
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    if not number.isdigit() or int(number) == 0:
+        raise ValueError(f"{text!r} is not a duration (like 90s, 15m, 2h, 7d)")
+    return float(int(number) * units[unit])
+
+
+def network_of(host: str) -> Network | None:
+    """The network a ban on C{host} covers: the address, or its /64 for IPv6."""
+    address = _address(host)
+    if address is None:
+        return None
+    prefix = 64 if address.version == 6 else 32
+    return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+
+
+class Bans:
+    """
+    Banned networks, each until a time or for as long as the server runs.
+    Held in memory only: a restart lifts them.
+    """
+
+    def __init__(self) -> None:
+        self._until: dict[Network, float | None] = {}
+
+    def add(self, network: Network, until: float | None) -> None:
+        self._until[network] = until
+
+    def remove(self, network: Network) -> bool:
+        return self._until.pop(network, False) is not False
+
+    def ban_on(self, host: str, now: float) -> tuple[Network, float | None] | None:
+        """The ban that covers C{host} now, if any, as (network, until)."""
+        address = _address(host)
+        if address is None:
+            return None
+        for network, until in list(self._until.items()):
+            if until is not None and until <= now:
+                del self._until[network]
+            elif address in network:
+                return network, until
+        return None
+
+    def listing(self, now: float) -> list[tuple[Network, float | None]]:
+        """The bans in force, for /bans."""
+        return [
+            (network, until)
+            for network, until in self._until.items()
+            if until is None or until > now
+        ]

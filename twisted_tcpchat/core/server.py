@@ -1,0 +1,158 @@
+"""
+The server: its settings, its directory, its commands, who may come in, and
+the sessions it is serving.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Sequence
+from typing import cast
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from twisted_tcpchat.core.classic import ClassicDesk
+from twisted_tcpchat.core.commands import Commands, builtin_commands
+from twisted_tcpchat.core.config import ChatConfig
+from twisted_tcpchat.core.interfaces import IConnection, IDirectory
+from twisted_tcpchat.core.limits import (
+    AccessList,
+    Admission,
+    clients_for_open_files,
+    parse_networks,
+)
+from twisted_tcpchat.core.login import Logins
+from twisted_tcpchat.core.names import RESERVED_NAMES
+from twisted_tcpchat.core.session import Peer, Session
+
+
+def directory_for(config: ChatConfig, clock: IReactorTime) -> IDirectory:
+    """The in-process directory with the rooms and settings of C{config}."""
+    from twisted_tcpchat.rooms.memory import Directory
+
+    return Directory(
+        clock,
+        default_room=config.default_room,
+        rooms=config.rooms,
+        create_rooms=config.create_rooms,
+        max_rooms=config.max_rooms,
+        history=config.history,
+        echo=config.echo,
+        quiet_presence=config.quiet_presence,
+        reserved={*RESERVED_NAMES, config.console_name},
+        room_idle=config.room_idle,
+    )
+
+
+class ChatServer:
+    """
+    The root object every front end feeds: it admits or refuses each
+    connection and opens one L{Session} per admitted one.
+
+    @ivar config: the settings.
+    @ivar directory: names and rooms (L{IDirectory}).
+    @ivar commands: the slash commands, the built-in ones and any added.
+    @ivar classic: the messages waiting for the console's answer in
+        C{--classic} mode.
+    @ivar max_clients: how many sessions at once; more are told the server
+        is full.
+    @ivar access: the --allow/--deny lists.
+    @ivar logins: the login checks, when the server requires logins.
+    """
+
+    def __init__(
+        self,
+        config: ChatConfig | None = None,
+        clock: IReactorTime | None = None,
+        *,
+        directory: IDirectory | None = None,
+        checkers: Sequence[ICredentialsChecker] = (),
+        commands: Commands | None = None,
+    ) -> None:
+        self.config = config = config if config is not None else ChatConfig()
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.clock = clock
+        self.directory = directory if directory is not None else directory_for(config, clock)
+        self.commands = commands if commands is not None else Commands(builtin_commands())
+        self.classic = ClassicDesk()
+        # Until a service sizes it from the open-file limit (--max-clients
+        # unset), the limit of the process as it is.
+        self.max_clients = config.max_clients or clients_for_open_files(
+            resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        )
+        self.admission = Admission(
+            config.per_address, config.connect_rate, 60.0, parse_networks(config.exempt)
+        )
+        self.access = AccessList(parse_networks(config.allow), parse_networks(config.deny))
+        self.logins = Logins(checkers) if checkers else None
+        self.sessions: set[Session] = set()
+        self._empty_waiters: list[Deferred[None]] = []
+
+    def connected(self, connection: IConnection, peer: Peer) -> Session:
+        """
+        A client connected: refuse it with one line (server full, too many
+        from its address), or open its session and greet it.
+        """
+        session = Session(self, connection, peer)
+        refusal = self._refusal(peer)
+        if refusal is None:
+            refusal = self.admission.admit(peer.host, self.clock.seconds())
+        if refusal is not None:
+            session.refuse(refusal)
+            return session
+        self.sessions.add(session)
+        session.greet()
+        return session
+
+    def unwelcome(self, host: str) -> str | None:
+        """
+        Why an address may not connect at all (--allow/--deny, bans), or None:
+        cheap, so a TLS listener asks it before spending a handshake.
+        """
+        if not self.access.permits(host):
+            return "your address is not allowed on this server"
+        return self.directory.banned(host)
+
+    def _refusal(self, peer: Peer) -> str | None:
+        """Why a client may not come in (before it is counted), or None."""
+        unwelcome = self.unwelcome(peer.host)
+        if unwelcome is not None:
+            return unwelcome
+        if len(self.sessions) >= self.max_clients:
+            return f"server full ({self.max_clients} clients); try again later"
+        return None
+
+    def session_ended(self, session: Session) -> None:
+        """A session is over; forget it (if it was ever admitted)."""
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        self.admission.release(session.peer.host)
+        if not self.sessions:
+            waiters, self._empty_waiters = self._empty_waiters, []
+            for waiter in waiters:
+                if not waiter.called:  # a waiter may have been cancelled
+                    waiter.callback(None)
+
+    def when_empty(self) -> Deferred[None]:
+        """A Deferred that fires once no client is connected."""
+        if not self.sessions:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._empty_waiters.append(waiter)
+        return waiter
+
+    @property
+    def client_count(self) -> int:
+        """How many clients are connected."""
+        return len(self.sessions)
+
+    def shut_down(self, notice: str = "server shutting down") -> None:
+        """Tell every client the server is going away, and close them all."""
+        for session in list(self.sessions):
+            session.shut_down(notice)

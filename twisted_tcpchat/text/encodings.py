@@ -1,0 +1,113 @@
+"""
+Text encodings on the wire: UTF-8, or per client the GBK of a Chinese
+Windows console, or one encoding fixed by the operator.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+
+#: What a client's non-ASCII lines are tried as, in order, line by line:
+#: valid UTF-8 always wins, then GB18030 (the superset of GBK, what a
+#: Chinese Windows console sends).
+DETECTED = ("utf-8", "gb18030")
+
+#: What goes back to a client last heard in GB18030: GBK, which a Chinese
+#: Windows console shows (characters outside it become "?").
+_OUTPUT = {"gb18030": "gbk"}
+
+#: Encodings (as C{codecs} names them) in which byte 0x0A is only ever LF,
+#: never part of another character, and that keep no state from line to
+#: line: lines joined by LF decode as each line would.
+_LF_SAFE = frozenset({"utf-8", "gb18030", "gbk", "ascii", "iso8859-1", "cp1252", "latin-1"})
+
+
+def writes_ascii_as_ascii(encoding: str) -> bool:
+    """
+    Whether C{encoding} (a known one) writes ASCII - LF, NUL, the command
+    words - as the same bytes and reads them back: the only encodings lines
+    can be framed in byte by byte (UTF-16 and UTF-32 are not among them).
+
+    @raise LookupError: for an unknown encoding.
+    """
+    name = codecs.lookup(encoding).name
+    return "a\n\0".encode(name) == b"a\n\0" and b"a\n".decode(name) == "a\n"
+
+
+@functools.lru_cache(maxsize=16)
+def _lf_safe(encoding: str) -> bool:
+    return codecs.lookup(encoding).name in _LF_SAFE
+
+
+def encode_lines(text: str, encoding: str) -> bytes:
+    """
+    LF-separated lines for the wire: encoded (what the encoding cannot
+    write becomes C{?}), each ending in CRLF.
+    """
+    if _lf_safe(encoding):
+        # (The LFs turned into CRLF in the bytes: 1.7 µs for 8 KiB, in the text 3.7.)
+        return text.encode(encoding, "replace").replace(b"\n", b"\r\n") + b"\r\n"
+    return (text.replace("\n", "\r\n") + "\r\n").encode(encoding, "replace")
+
+
+def decode(raw: bytes, encoding: str = "utf-8") -> str | None:
+    """Decode one line, or return None when its bytes are not that encoding."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+
+
+class Codec:
+    """
+    One client's text encoding: fixed, or detected line by line.
+
+    @ivar encoding: what the client's last non-ASCII line was read as.
+    @ivar output: what to encode lines to the client with.
+    """
+
+    __slots__ = ("_fixed", "_lf_safe", "encoding", "output")
+
+    def __init__(self, encoding: str | None = None) -> None:
+        self._fixed = encoding is not None
+        self.encoding = encoding or DETECTED[0]
+        self.output = _OUTPUT.get(self.encoding, self.encoding)
+        self._lf_safe = _lf_safe(self.encoding)
+
+    def decode(self, raw: bytes) -> str | None:
+        """The text of one line, or None when no encoding fits its bytes."""
+        if self._fixed:
+            return decode(raw, self.encoding)
+        if raw.isascii():
+            return raw.decode("ascii")
+        for encoding in DETECTED:
+            text = decode(raw, encoding)
+            if text is not None:
+                self._heard(encoding)
+                return text
+        return None
+
+    def decode_block(self, block: bytes) -> list[str] | None:
+        """
+        The lines of a block (see L{twisted_tcpchat.text.framing.Frame}),
+        decoded in one pass - or None when they cannot all be: then decode
+        them one by one.  In the
+        encodings of L{_LF_SAFE} LF is always a character of its own, so a
+        block decodes exactly as each of its lines would.
+        """
+        if not self._lf_safe:
+            return None
+        if block.isascii():
+            return block.decode("ascii").split("\n")
+        try:
+            text = block.decode(self.encoding if self._fixed else DETECTED[0])
+        except UnicodeDecodeError:
+            return None
+        if not self._fixed:
+            self._heard(DETECTED[0])
+        return text.split("\n")
+
+    def _heard(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.output = _OUTPUT.get(encoding, encoding)
