@@ -232,3 +232,25 @@ def start_twistd(
     process = Process(argv, tmp_path, env, stdin=stdin)
     match = process.wait_for_output(r"tcpchat listening on \S+:(\d+)")
     return process, int(match.group(1))
+
+
+def need(program: str) -> str:
+    """The path of a program the tests use; a clear failure when it is missing."""
+    import shutil
+
+    path = shutil.which(program)
+    if path is None:
+        raise AssertionError(f"{program} is not installed (.ci/run installs it)")
+    return path
+
+
+def compile_c(source: str, directory: Path, name: str) -> Path:
+    """Compile a C program (warnings are errors) into C{directory}; return the binary."""
+    (directory / f"{name}.c").write_text(source)
+    binary = directory / name
+    subprocess.run(
+        [need("gcc"), "-O1", "-Wall", "-Werror", "-o", str(binary), str(directory / f"{name}.c")],
+        check=True,
+        timeout=DEADLINE,
+    )
+    return binary

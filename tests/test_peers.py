@@ -128,6 +128,80 @@ def test_three_real_clients(server: tuple[Process, int], tmp_path: Path) -> None
             peer.process.stop()
 
 
+def test_two_rooms(server: tuple[Process, int], tmp_path: Path) -> None:
+    """nc and socat clients in two rooms: each sees exactly its own room, with no prefix."""
+    _, port = server
+    peers: list[Peer] = []
+    try:
+        alice = Peer("nc", port, tmp_path)
+        peers.append(alice)
+        alice.expect(welcome("guest1"))
+        alice.say("/nick alice")
+        alice.expect("* you are now alice")
+        bob = Peer("socat", port, tmp_path)
+        peers.append(bob)
+        bob.expect(welcome("guest2"))
+        bob.say("/nick bob")
+        alice.expect("* guest2 is now known as bob")
+        alice.say("/join #Dev")
+        alice.expect("* you are now in #Dev")
+        bob.expect("* alice left for #Dev")
+        alice.say("/topic code review at 3")
+        alice.expect("* alice set the topic of #Dev: code review at 3")
+        carol = Peer("nc", port, tmp_path)
+        peers.append(carol)
+        carol.expect(welcome("guest3"))
+        bob.expect("* guest3 joined")
+        carol.say("/join dev")
+        carol.expect("* the topic of #Dev: code review at 3")
+        alice.expect("* guest3 came from #lobby")
+        bob.expect("* guest3 left for #Dev")
+        bob.say("anyone in the lobby?")
+        carol.say("hi alice")
+        alice.expect("<guest3> hi alice")
+        alice.say("/msg bob come to #dev")
+        bob.expect("[private from alice] come to #dev")
+        bob.say("/rooms")
+        bob.expect("*   #Dev (2): code review at 3")
+        bob.say("/who *")
+        bob.expect("*   guest3 in #Dev (idle 0s)")
+        carol.say("/part")
+        alice.expect("* guest3 left for #lobby")
+        carol.expect("[history] <bob> anyone in the lobby?")
+        for peer in peers:
+            peer.say("exit")
+            peer.expect("Goodbye.")
+        assert alice.lines == [
+            DEFAULT_GREETING,
+            welcome("guest1"),
+            "* you are now alice",
+            "* guest2 joined",
+            "* guest2 is now known as bob",
+            "* you are now in #Dev",
+            "* alice set the topic of #Dev: code review at 3",
+            "* guest3 came from #lobby",
+            "<guest3> hi alice",
+            "[private to bob] come to #dev",
+            "* guest3 left for #lobby",
+            "Goodbye.",
+        ]
+        assert carol.lines == [
+            DEFAULT_GREETING,
+            welcome("guest3"),
+            "* you are now in #Dev",
+            "* the topic of #Dev: code review at 3",
+            "* you are now in #lobby",
+            "[history] <bob> anyone in the lobby?",
+            "* bob left (exit)",
+            "Goodbye.",
+        ]
+        assert "<bob> anyone in the lobby?" not in alice.lines
+        assert not any("hi alice" in line for line in bob.lines)
+    finally:
+        for peer in peers:
+            peer.process.stop()
+
+
 def console_server(tmp_path: Path) -> tuple[Process, int]:
     return start_twistd(tmp_path, "--console", stdin=True)
 

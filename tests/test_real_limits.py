@@ -7,10 +7,8 @@ client, classic C clients compiled here, and a GBK (Chinese Windows) client.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DEADLINE, Process, start_twistd, wait_for
+from tests.helpers import DEADLINE, Process, compile_c, start_twistd, wait_for
 
 
 def rss_kib(pid: int) -> int:
@@ -164,8 +162,19 @@ int main(int argc, char **argv) {
         strcpy(buf, argv[i]);
         if (strcmp(mode, "strlen") == 0) send(s, buf, strlen(buf), 0);
         else if (strcmp(mode, "nul") == 0) send(s, buf, strlen(buf) + 1, 0);
-        else send(s, buf, sizeof buf, 0);
+        else if (strcmp(mode, "buffer") == 0) send(s, buf, sizeof buf, 0);
+        else break;
         usleep(800000);  /* a person typing the next message */
+    }
+    if (strcmp(mode, "together") == 0) {
+        /* every string with its NUL, back to back, in one send */
+        size_t used = 0;
+        for (int i = 3; i < argc; i++) {
+            size_t len = strlen(argv[i]) + 1;
+            memcpy(buf + used, argv[i], len);
+            used += len;
+        }
+        send(s, buf, used, 0);
     }
     printf("sent\n");
     fflush(stdout);
@@ -178,32 +187,27 @@ int main(int argc, char **argv) {
 
 @pytest.fixture(scope="module")
 def c_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("gcc is not installed (.ci/run installs it)")
-    build = tmp_path_factory.mktemp("c")
-    (build / "client.c").write_text(C_CLIENT)
-    subprocess.run([gcc, "-O1", "-o", str(build / "client"), str(build / "client.c")], check=True)
-    return build / "client"
+    return compile_c(C_CLIENT, tmp_path_factory.mktemp("c"), "client")
 
 
-@pytest.mark.parametrize("mode", ["strlen", "nul", "buffer"])
+@pytest.mark.parametrize("mode", ["strlen", "nul", "buffer", "together"])
 def test_classic_c_client(
     chat: tuple[Process, int], c_client: Path, tmp_path: Path, mode: str
 ) -> None:
     """
-    A C client sending the tutorials' ways - no terminator, with its NUL, or
-    its whole 1000-byte buffer - is understood as exactly its strings.
+    A C client sending the tutorials' ways - no terminator, with its NUL, its
+    whole 1000-byte buffer, or its strings with their NULs back to back in
+    one send - is understood as exactly its strings.
     """
     _, port = chat
     observer = LineReader(port)
     wait_for(lambda: len(observer.lines) >= 2, "the observer's welcome")
-    client = Process([str(c_client), str(port), mode, "hello from C", "second"], tmp_path)
+    client = Process([str(c_client), str(port), mode, "hello from C", "second", "3rd"], tmp_path)
     try:
         client.wait_for_output("sent")
-        observer.wait_line("<guest2> second")
+        observer.wait_line("<guest2> 3rd")
         said = [line for line in observer.lines if line.startswith("<guest2>")]
-        assert said == ["<guest2> hello from C", "<guest2> second"]
+        assert said == ["<guest2> hello from C", "<guest2> second", "<guest2> 3rd"]
     finally:
         client.stop()
         observer.close()

@@ -195,7 +195,8 @@ def _rooms(context: Context, rest: str) -> None:
 
 
 def _topic(context: Context, rest: str) -> None:
-    context.directory.topic(context.participant, rest or None)
+    text = "" if rest == "-" else rest or None  # (- clears it; nothing shows it)
+    context.directory.topic(context.participant, text)
 
 
 def _topic_lock(context: Context, rest: str) -> None:
@@ -257,7 +258,7 @@ def builtin_commands() -> list[Command]:
         ),
         Command("part", _part, "/part", "go back to the default room"),
         Command("rooms", _rooms, "/rooms", "the rooms, with members and topics"),
-        Command("topic", _topic, "/topic [TEXT]", "show or set this room's topic"),
+        Command("topic", _topic, "/topic [TEXT|-]", "show, set or (-) clear this room's topic"),
         Command("who", _who, "/who [*]", "who is in this room (*: in every room), idle times"),
         Command("whois", _whois, "/whois NAME", "which room NAME is in", needs_argument=True),
         Command(

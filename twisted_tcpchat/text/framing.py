@@ -97,7 +97,7 @@ class LineBuffer:
         # complete lines among them, held until it is known whether they
         # were strings or a buffer's padding.
         self._after_nul = False
-        self._held: list[Frame] = []
+        self._held: list[Frame] | None = None  # (made when first needed)
 
     @property
     def pending(self) -> int:
@@ -114,10 +114,10 @@ class LineBuffer:
         frames: list[Frame] = []
         if not self._tail and not self._overflow and data[:1] != b"\0":
             # A new send begins: what was held after a NUL were strings.
-            frames, self._held = self._held, []
+            frames = self._release()
             self._after_nul = False
         if b"\0" not in data:
-            (self._held if self._after_nul else frames).extend(self._take(data, False))
+            (self._holding() if self._after_nul else frames).extend(self._take(data, False))
             return frames
         parts = data.split(b"\0")
         last = len(parts) - 1
@@ -131,10 +131,10 @@ class LineBuffer:
                 self._after_nul = ended
             elif empty:
                 # A NUL right after a NUL: a fixed-size buffer's padding.
-                self._held = []
+                self._held = None
                 self._after_nul = False
             else:
-                self._held.extend(self._take(part, ended))
+                self._holding().extend(self._take(part, ended))
         return frames
 
     def quiet(self) -> list[Frame]:
@@ -142,7 +142,7 @@ class LineBuffer:
         The client has gone quiet: lines held after a NUL were strings, and
         a client that never ended a line has sent its message.
         """
-        frames, self._held = self._held, []
+        frames = self._release()
         self._after_nul = False
         if not self.terminated and self.pending:
             frames.extend(self._take(b"", True))
@@ -151,13 +151,22 @@ class LineBuffer:
 
     def flush(self) -> list[Frame]:
         """The input has ended: what is held and the unterminated rest, as lines."""
-        frames, self._held = self._held, []
+        frames = self._release()
         self._after_nul = False
         if self.pending:
             terminated = self.terminated
             frames.extend(self._take(b"", True))
             self.terminated = terminated
         return frames
+
+    def _holding(self) -> list[Frame]:
+        if self._held is None:
+            self._held = []
+        return self._held
+
+    def _release(self) -> list[Frame]:
+        held, self._held = self._held, None
+        return held if held is not None else []
 
     def _take(self, chunk: bytes, ended: bool) -> list[Frame]:
         """
