@@ -125,6 +125,23 @@ class EncodingTests(BadInputCase):
         utf8.send("中文消息\n".encode())
         self.assertEqual(gbk.new_lines("gbk"), ["<guest2> 中文消息"])
 
+    def test_valid_utf8_wins_after_gbk(self) -> None:
+        """
+        A client that sent a GBK line and then sends valid UTF-8 is read as
+        UTF-8 (not GBK mojibake), in one read or line by line, and answered in UTF-8.
+        """
+        switcher, reader = self.pair()
+        switcher.send("你好\n".encode("gbk"))
+        switcher.send("世界\n".encode())
+        switcher.send("你好\n".encode("gbk") + "世界\n".encode())
+        self.assertEqual(
+            reader.new_lines(),
+            ["<guest1> 你好", "<guest1> 世界", "<guest1> 你好", "<guest1> 世界"],
+        )
+        switcher.new_lines()
+        reader.send("收到\n".encode())
+        self.assertEqual(switcher.new_lines(), ["<guest2> 收到"])
+
     def test_character_outside_gbk_becomes_question_mark(self) -> None:
         gbk, utf8 = self.pair()
         gbk.send("中\n".encode("gbk"))

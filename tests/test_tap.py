@@ -98,6 +98,38 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(parse("--history", "0")["config"].history, 0)
 
+    def test_room_options(self) -> None:
+        config = parse(
+            "--default-room",
+            "#Main",
+            "--room",
+            "help",
+            "--room",
+            "dev",
+            "--create-rooms",
+            "operators",
+            "--max-rooms",
+            "50",
+        )["config"]
+        self.assertEqual(
+            (config.default_room, config.rooms, config.create_rooms, config.max_rooms),
+            ("#Main", ("help", "dev"), "operators", 50),
+        )
+
+    def test_bad_room_options_refused(self) -> None:
+        self.assertRefused(["--default-room", "no spaces"], "--default-room: invalid room name")
+        self.assertRefused(["--room", "x" * 31], "--room: invalid room name")
+        self.assertRefused(
+            ["--create-rooms", "everyone"], "--create-rooms: 'everyone' is not one of anyone"
+        )
+        self.assertRefused(["--max-rooms", "0"], "--max-rooms: '0' is not a whole number")
+        self.assertRefused(["--max-rooms", "2", "--room", "a", "--room", "b"], "--max-rooms: 2")
+        self.assertRefused(["--classic", "--once"], "--classic: --once and --classic")
+
+    def test_classic_may_have_a_console(self) -> None:
+        options = parse("--classic", "--console")
+        self.assertTrue(options["config"].classic)
+
     def test_console_flag(self) -> None:
         self.assertTrue(parse("--console")["console"])
 

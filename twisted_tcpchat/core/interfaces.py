@@ -127,7 +127,8 @@ class IDirectory(Interface):
     def enter(participant: IParticipant, name: str | None = None, operator: bool = False) -> None:
         """
         Give C{participant} the name C{name} (refused with an error when it
-        is taken or reserved) or a free guest name, and seat it in the
+        is invalid or taken; a reserved name may be given here, as the
+        console's is) or a free guest name, and seat it in the
         default room.  An operator may kick, ban, and set locked topics.
         """
 
@@ -168,7 +169,10 @@ class IDirectory(Interface):
         """Send it where the participant named C{name} is."""
 
     def notice(room: str, text: str, sender: str | None = None) -> None:
-        """Tell every member of C{room} something (an application's announcement)."""
+        """
+        Tell every member of C{room} something (an application's
+        announcement); KeyError if there is no such room.
+        """
 
     def kick(participant: IParticipant, target: str, reason: str) -> None:
         """An operator removes the participant named C{target} from the chat."""

@@ -8,59 +8,52 @@ but is never dropped; how many may wait is the session's call.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from twisted_tcpchat.core.limits import TokenBucket
 
+if TYPE_CHECKING:
+    from twisted_tcpchat.core.session import Line
+
+
+class Paced(Protocol):
+    """A session whose lines are paced, as its L{FloodPacer} sees it."""
+
+    def lines_due(self, lines: Sequence[Line], sizes: Sequence[int]) -> None:
+        """Handle lines whose turn has come."""
+
+    def pause_reading(self) -> None:
+        """Stop reading from the client."""
+
+    def resume_reading(self) -> None:
+        """Read from the client again."""
+
+    def drained(self) -> None:
+        """Nothing waits any more."""
+
 
 class FloodPacer:
-    """
-    One client's lines, paced by a L{TokenBucket}.
+    """One client's lines, paced by a L{TokenBucket}."""
 
-    @param handle: takes the lines (and their sizes) whose turn has come.
-    @param pause: stop reading from the client.
-    @param resume: read from it again.
-    @param drained: nothing waits any more.
-    """
+    __slots__ = ("_bucket", "_call", "_clock", "_paced", "_pending")
 
-    __slots__ = (
-        "_bucket",
-        "_call",
-        "_clock",
-        "_drained",
-        "_handle",
-        "_pause",
-        "_pending",
-        "_resume",
-    )
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        bucket: TokenBucket,
-        handle: Callable[[list[object], list[int]], None],
-        pause: Callable[[], None],
-        resume: Callable[[], None],
-        drained: Callable[[], None],
-    ) -> None:
+    def __init__(self, clock: IReactorTime, bucket: TokenBucket, paced: Paced) -> None:
         self._clock = clock
         self._bucket = bucket
-        self._handle = handle
-        self._pause = pause
-        self._resume = resume
-        self._drained = drained
+        self._paced = paced
         self._call: IDelayedCall | None = None
         # (Made when first needed: most clients are never paced.)
-        self._pending: deque[tuple[object, int]] | None = None
+        self._pending: deque[tuple[Line, int]] | None = None
 
     @property
     def waiting(self) -> int:
         """How many lines wait for their turn."""
         return len(self._pending) if self._pending else 0
 
-    def add(self, lines: Sequence[object], sizes: Sequence[int]) -> None:
+    def add(self, lines: Sequence[Line], sizes: Sequence[int]) -> None:
         """Lines of one read: handled as far as the bucket allows, the rest later."""
         if self._pending is None:
             self._pending = deque()
@@ -78,7 +71,7 @@ class FloodPacer:
         if self._call is not None and self._call.active():
             return  # already waiting for the next token
         self._call = None
-        lines: list[object] = []
+        lines: list[Line] = []
         sizes: list[int] = []
         pending = self._pending
         while pending:
@@ -87,16 +80,16 @@ class FloodPacer:
                 self._give(lines, sizes)
                 if self._pending is not None:  # (the session may have ended)
                     self._call = self._clock.callLater(wait, self._drain)
-                    self._pause()
+                    self._paced.pause_reading()
                 return
             line, size = pending.popleft()
             lines.append(line)
             sizes.append(size)
         self._give(lines, sizes)
         if self._pending is not None:
-            self._resume()
-            self._drained()
+            self._paced.resume_reading()
+            self._paced.drained()
 
-    def _give(self, lines: list[object], sizes: list[int]) -> None:
+    def _give(self, lines: list[Line], sizes: list[int]) -> None:
         if lines:
-            self._handle(lines, sizes)
+            self._paced.lines_due(lines, sizes)

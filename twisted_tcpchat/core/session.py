@@ -178,14 +178,8 @@ class Session:
         self._pacer: FloodPacer | None = None
         if not server.admission.is_exempt(peer.host):
             config = server.config
-            self._pacer = FloodPacer(
-                server.clock,
-                TokenBucket(config.flood_rate, config.flood_burst, self._active_at),
-                self._handle,  # type: ignore[arg-type]
-                connection.pause_reading,
-                self._resume_reading,
-                self._drained,
-            )
+            bucket = TokenBucket(config.flood_rate, config.flood_burst, self._active_at)
+            self._pacer = FloodPacer(server.clock, bucket, self)
 
     def __str__(self) -> str:
         """Who this is, for the log: the address, with the name once it has one."""
@@ -483,11 +477,19 @@ class Session:
             log.failure("internal error handling a line from {who}", who=str(self))
             self.connection.send(Error("internal error; your line was not handled"))
 
-    def _resume_reading(self) -> None:
+    # Paced: what the flood pacer asks of the session
+
+    def lines_due(self, lines: Sequence[Line], sizes: Sequence[int]) -> None:
+        self._handle(lines, sizes)
+
+    def pause_reading(self) -> None:
+        self.connection.pause_reading()
+
+    def resume_reading(self) -> None:
         if self.is_open:
             self.connection.resume_reading()
 
-    def _drained(self) -> None:
+    def drained(self) -> None:
         if self._input_ended:
             self.input_ended()
 
