@@ -25,7 +25,10 @@ Scenarios::
     rooms   rate, with the clients spread over --rooms rooms, each joining
             its own with C{/join rK}: latency; ours and --server rows only
             (ncat and the relays have no rooms)
-    suite   all of the issue's scenarios, full size (--quick: small)
+    joins   no server: in this process, what one join+part costs in a room
+            of 5, 50, 500 and 5,000 members, presence quiet and announced
+            (L{benchmarks.joins})
+    suite   all of the issue's scenarios, full size (--quick: small), then joins
 
 The generator is format-agnostic: a client is ready once the server sends it
 any byte, and a relayed line counts when it ends with the stamp
@@ -65,6 +68,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TextIO
 
+from benchmarks import joins
 from benchmarks.trace import STAGES
 
 #: This folder, and the checkout it is in (what C{-m benchmarks.*} children need
@@ -428,7 +432,9 @@ class ServerSpec:
     @property
     def from_checkout(self) -> bool:
         """Run as C{python -m benchmarks.*}: needs the checkout on its path."""
-        return self.is_traced or (self.name == "twisted" and not self.command)
+        if self.command:
+            return "-m benchmarks." in self.command  # (a variant of ours)
+        return self.is_traced or self.name == "twisted"
 
     def trace_report(self, workdir: Path) -> Path:
         return workdir / f"{self.name}.trace.json"
@@ -1009,6 +1015,48 @@ def pick_cores(pin: bool, chosen: str | None = None) -> tuple[int | None, int | 
     return cores[0], cores[1]
 
 
+# --- joins: in this process, no server ---------------------------------------------
+
+
+def run_joins(quick: bool, options: Options, core: int | None, out: TextIO) -> dict[str, object]:
+    """
+    The C{joins} scenario (L{benchmarks.joins}): this process pinned to
+    C{core} (the server's), after a wait for a quiet machine; prints its
+    tables and what other programs used of the CPUs meanwhile.
+    """
+    chosen = joins.plan(quick)
+    original_affinity = os.sched_getaffinity(0)
+    try:
+        if core is not None:
+            os.sched_setaffinity(0, {core})
+        if options.quiet_wait > 0:
+            wait_for_quiet(options.quiet_wait)
+        t0, busy0, own0 = time.monotonic(), machine_busy(), process_cpu(os.getpid()) or 0.0
+        quiet, loud = joins.measure(chosen)
+        t1, busy1, own1 = time.monotonic(), machine_busy(), process_cpu(os.getpid()) or 0.0
+    finally:
+        os.sched_setaffinity(0, original_affinity)
+    span = max(t1 - t0, 1e-6)
+    own, others = (own1 - own0) / span, max(0.0, (busy1 - busy0) - (own1 - own0)) / span
+    where = "not pinned" if core is None else f"on core {core}"
+    print(joins.format_joins(quiet, loud), file=out)
+    print(
+        f"   this process ({where}): {_cpu(own)} of a core for {span:.1f} s; "
+        f"other programs' CPU: {others:.2f} cores",
+        file=out,
+    )
+    if others >= BUSY_MACHINE:
+        print(
+            f"   note: other programs used {others:.1f} cores during this run: "
+            "figures may be disturbed (see --quiet-wait)",
+            file=out,
+        )
+    print(file=out, flush=True)
+    result = joins.as_json(chosen, quiet, loud)
+    result.update({"srv_cpu": own, "bg_cpu": others})
+    return result
+
+
 # --- command line ----------------------------------------------------------------
 
 
@@ -1060,15 +1108,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         epilog="Full size: fanout --receivers 1000; rate --rate 5000; idle --clients 15000; "
         "soak --duration 300; rooms (100 rooms of 10, 2000 lines/s); suite (all of them). "
         "The rooms scenario runs ours, traced and --server rows only: ncat and the relays "
-        "have no rooms.",
+        "have no rooms. joins starts no server: it measures this checkout's directory in "
+        "this process (--servers, --runs and the load options do not apply).",
     )
     parser.add_argument(
         "scenario",
-        choices=["fanout", "rate", "idle", "soak", "rooms", "suite"],
+        choices=["fanout", "rate", "idle", "soak", "rooms", "joins", "suite"],
         help="fanout: one sender, --receivers others; rate: --clients all sending --rate "
         "lines/s in total; idle: --clients held; soak: rate, for --duration; rooms: rate, the "
         "clients spread over --rooms rooms (client I sends /join rK, K = I mod ROOMS), run by "
-        "ours, traced and --server rows only (ncat and the relays have no rooms); suite: all",
+        "ours, traced and --server rows only (ncat and the relays have no rooms); joins: no "
+        "server, one join+part in rooms of 5 to 5,000 members, in this process; suite: all",
     )
     parser.add_argument("--receivers", type=int, default=10, help="fanout: receivers (10)")
     parser.add_argument(
@@ -1130,7 +1180,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=30.0,
         help="seconds to wait, before each run, for other programs to leave the CPUs (30)",
     )
-    parser.add_argument("--quick", action="store_true", help="one run, short (suite: small)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one run, short (suite: small; joins: fewer rounds)"
+    )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--workdir", type=Path, help="keep logs and binaries here")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each run")
@@ -1256,10 +1308,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """The command: run the scenario(s), print the tables; 0 on success."""
     out = out if out is not None else sys.stdout
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    with_joins = args.scenario in ("joins", "suite")
     try:
-        specs = server_specs(args)
-        scenarios = suite(args.quick, args) if args.scenario == "suite" else [scenario_from(args)]
-        if not any(servers_for(s, specs) for s in scenarios):
+        if args.scenario == "joins":
+            specs, scenarios = [], []
+        elif args.scenario == "suite":
+            specs, scenarios = server_specs(args), suite(args.quick, args)
+        else:
+            specs, scenarios = server_specs(args), [scenario_from(args)]
+        if scenarios and not any(servers_for(s, specs) for s in scenarios):
             raise BenchError(
                 "no server to measure has rooms: the rooms scenario runs ours, traced "
                 "and --server rows only"
@@ -1288,15 +1345,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         shown = ours_argv(options)
         shown[0] = "twistd"
         print(f"# ours: {shlex.join(shown)}", file=out)
+    if with_joins or any(spec.runs_ours for spec in specs):
         source = describe_source()
         if source:
             print(f"# ours from commit {source}", file=out)
-    where = (
-        f"server on core {cores[0]}, generator on core {cores[1]}"
-        if cores[0] is not None
-        else "no pinning"
-    )
-    print(f"# {where}" + (f", both at nice {options.nice}" if options.nice else ""), file=out)
+    if scenarios:
+        where = (
+            f"server on core {cores[0]}, generator on core {cores[1]}"
+            if cores[0] is not None
+            else "no pinning"
+        )
+        print(f"# {where}" + (f", both at nice {options.nice}" if options.nice else ""), file=out)
     original_affinity = os.sched_getaffinity(0)
     results: list[dict[str, object]] = []
     failed = False
@@ -1306,7 +1365,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if cores[1] is not None:
             os.sched_setaffinity(0, {cores[1]})  # keep this process off the server's core
         with _workdir(args.workdir) as workdir:
-            tools = compile_tools(workdir)
+            tools = compile_tools(workdir) if scenarios else Tools(Path(), Path())
             for scenario in scenarios:
                 run_options = options
                 if scenario.kind == "soak" and args.scenario == "suite":
@@ -1324,6 +1383,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                     {"scenario": scenario.__dict__, "rows": [_row_json(r) for r in rows]}
                 )
                 print(file=out)
+        if with_joins:
+            results.append(run_joins(args.quick, options, cores[0], out))
     except BenchError as e:
         print(f"benchmarks: {e}", file=sys.stderr)
         return 1

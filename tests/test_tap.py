@@ -89,7 +89,7 @@ class OptionsTests(SynchronousTestCase):
         c = parse("--max-line", "100", "--max-unterminated", "1000")["config"]
         self.assertEqual((c.max_line, c.max_unterminated), (100, 1000))
 
-    def test_room_options(self) -> None:
+    def test_presence_and_history_options(self) -> None:
         c = parse("--history", "5", "--echo", "--quiet-presence", "--console-name", "boss")[
             "config"
         ]
