@@ -1,0 +1,113 @@
+"""
+Our twistd with one speed shortcut taken out, to measure what it buys side
+by side with ours in one run of the benchmark:
+
+    python -m benchmarks fanout --servers ours,plain \\
+        --server plain='{python} -m benchmarks.variant no-plain-read -n --pidfile= \\
+        -r epoll tcpchat --port {port} --interface 127.0.0.1 --history 0 --quiet-presence'
+
+Each variant replaces one function by the straightforward code it
+shortcuts; everything else is ours as shipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+def _no_plain_read() -> None:
+    """Every read's lines looked at one by one, not with one regular expression."""
+    from twisted_tcpchat.core import session
+
+    session._plain_chat_text = lambda lines, exit_word: None  # type: ignore[assignment]
+
+
+def _regex_escape_check() -> None:
+    """The control-character check as one regular expression, without the ASCII bytes shortcut."""
+    from twisted_tcpchat.core import session
+    from twisted_tcpchat.text import escaping
+
+    def needs_escape(text: str) -> bool:
+        return escaping._NEEDS_ESCAPE_BUT_LF.search(text) is not None
+
+    escaping.needs_escape = needs_escape
+    session.needs_escape = needs_escape  # type: ignore[attr-defined]
+
+
+def _text_crlf() -> None:
+    """LF made CRLF in the text, not in the encoded bytes."""
+    from twisted_tcpchat.frontends import render
+
+    def encode_lines(text: str, encoding: str) -> bytes:
+        return (text.replace("\n", "\r\n") + "\r\n").encode(encoding, "replace")
+
+    render.encode_lines = encode_lines  # type: ignore[attr-defined]
+
+
+def _split_line_lengths() -> None:
+    """Line lengths checked by cutting the lines out (split, max), not by rfind."""
+    from twisted_tcpchat.text import framing
+
+    def within(data: bytes, end: int, limit: int) -> bool:
+        return max(map(len, data[:end].split(b"\n"))) <= limit
+
+    framing._within = within  # type: ignore[assignment]
+
+
+def _line_frames() -> None:
+    """Framing gives each line alone (decoded one by one), not a read's lines as one block."""
+    from twisted_tcpchat.text import framing
+
+    feed = framing.LineBuffer.feed
+
+    def feed_lines(self: framing.LineBuffer, data: bytes) -> list[framing.Frame]:
+        return framing.lines_of(feed(self, data))
+
+    framing.LineBuffer.feed = feed_lines  # type: ignore[method-assign]
+
+
+def _write_at_once() -> None:
+    """
+    Every write straight to Twisted's transport.write, no end-of-turn send.
+    The log is then not held either: the end-of-turn flush is what holds it
+    (L{TurnFlusher.begin} is only called for a connection with a direct
+    socket), and with Twisted's buffered writes, sent on the next turn, it
+    could not wait for the sends anyway.
+    """
+    from twisted_tcpchat.frontends import tcp
+
+    tcp._direct_socket = lambda transport, flusher: None  # type: ignore[assignment]
+
+
+def _log_at_once() -> None:
+    """The log written as events happen, not held until the turn's sends are done."""
+    from twisted_tcpchat import logs
+
+    logs.hold = lambda: None  # type: ignore[assignment]
+
+
+VARIANTS: dict[str, Callable[[], None]] = {
+    "no-plain-read": _no_plain_read,
+    "regex-escape-check": _regex_escape_check,
+    "text-crlf": _text_crlf,
+    "split-line-lengths": _split_line_lengths,
+    "line-frames": _line_frames,
+    "write-at-once": _write_at_once,
+    "log-at-once": _log_at_once,
+}
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in VARIANTS:
+        names = ", ".join(VARIANTS)
+        raise SystemExit(f"usage: python -m benchmarks.variant VARIANT TWISTD-ARGS... ({names})")
+    VARIANTS[argv[0]]()
+    from twisted.scripts.twistd import run
+
+    sys.argv = ["twistd", *argv[1:]]
+    run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
