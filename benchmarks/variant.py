@@ -35,26 +35,6 @@ def _regex_escape_check() -> None:
     session.needs_escape = needs_escape  # type: ignore[attr-defined]
 
 
-def _text_crlf() -> None:
-    """LF made CRLF in the text, not in the encoded bytes."""
-    from twisted_tcpchat.frontends import render
-
-    def encode_lines(text: str, encoding: str) -> bytes:
-        return (text.replace("\n", "\r\n") + "\r\n").encode(encoding, "replace")
-
-    render.encode_lines = encode_lines  # type: ignore[attr-defined]
-
-
-def _split_line_lengths() -> None:
-    """Line lengths checked by cutting the lines out (split, max), not by rfind."""
-    from twisted_tcpchat.text import framing
-
-    def within(data: bytes, end: int, limit: int) -> bool:
-        return max(map(len, data[:end].split(b"\n"))) <= limit
-
-    framing._within = within  # type: ignore[assignment]
-
-
 def _line_frames() -> None:
     """Framing gives each line alone (decoded one by one), not a read's lines as one block."""
     from twisted_tcpchat.text import framing
@@ -90,8 +70,6 @@ def _log_at_once() -> None:
 VARIANTS: dict[str, Callable[[], None]] = {
     "no-plain-read": _no_plain_read,
     "regex-escape-check": _regex_escape_check,
-    "text-crlf": _text_crlf,
-    "split-line-lengths": _split_line_lengths,
     "line-frames": _line_frames,
     "write-at-once": _write_at_once,
     "log-at-once": _log_at_once,

@@ -187,7 +187,7 @@ class LineBuffer:
         frames: list[Frame] = []
         if end >= 0:
             self.terminated = True
-            if not self._overflow and _within(data, end, limit):
+            if not self._overflow and max(map(len, data[:end].split(b"\n"))) <= limit:
                 frames.append(data[:end])
             else:
                 frames = self._with_overlong(data[:end].split(b"\n"), split_crlf)
@@ -217,21 +217,6 @@ class LineBuffer:
                 continue
             frames.append(line if len(line) <= limit else Overlong(len(line)))
         return frames
-
-
-def _within(data: bytes, end: int, limit: int) -> bool:
-    """
-    Whether every LF-separated line of C{data[:end]} is at most C{limit}
-    bytes long, found by skipping from line end to line end (a few
-    C{rfind}s of up to C{limit} bytes each), not by cutting the lines out.
-    """
-    start = 0
-    while end - start > limit:
-        lf = data.rfind(b"\n", start, start + limit + 1)
-        if lf < 0:
-            return False
-        start = lf + 1
-    return True
 
 
 def lines_of(frames: list[Frame]) -> list[Frame]:
