@@ -450,10 +450,9 @@ class ChatProtocol(Protocol):
     # IConnection
 
     def send(self, event: Event) -> None:
-        if not self._closing:
-            self._write(event.rendered(self._codec.output, wire_bytes))
-
-    def _write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        data = event.rendered(self._codec.output, wire_bytes)
         if self._socket is not None:
             if self._out is None:
                 self._out = [data]
