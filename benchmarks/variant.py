@@ -35,18 +35,6 @@ def _regex_escape_check() -> None:
     session.needs_escape = needs_escape  # type: ignore[attr-defined]
 
 
-def _line_frames() -> None:
-    """Framing gives each line alone (decoded one by one), not a read's lines as one block."""
-    from twisted_tcpchat.text import framing
-
-    feed = framing.LineBuffer.feed
-
-    def feed_lines(self: framing.LineBuffer, data: bytes) -> list[framing.Frame]:
-        return framing.lines_of(feed(self, data))
-
-    framing.LineBuffer.feed = feed_lines  # type: ignore[method-assign]
-
-
 def _write_at_once() -> None:
     """
     Every write straight to Twisted's transport.write, no end-of-turn send.
@@ -70,7 +58,6 @@ def _log_at_once() -> None:
 VARIANTS: dict[str, Callable[[], None]] = {
     "no-plain-read": _no_plain_read,
     "regex-escape-check": _regex_escape_check,
-    "line-frames": _line_frames,
     "write-at-once": _write_at_once,
     "log-at-once": _log_at_once,
 }

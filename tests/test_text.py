@@ -21,22 +21,8 @@ from twisted_tcpchat.text.escaping import (
     escape_lines,
     needs_escape,
 )
-from twisted_tcpchat.text.framing import EOL, Frame, Overlong, lines_of, sniff, split_lines
-from twisted_tcpchat.text.framing import LineBuffer as Blocks
+from twisted_tcpchat.text.framing import EOL, LineBuffer, Overlong, sniff, split_lines
 from twisted_tcpchat.text.templates import GREETING_FIELDS, check_template, render_template
-
-
-class LineBuffer(Blocks):
-    """The framing, seen line by line (it gives blocks of lines; see the tests of blocks)."""
-
-    def feed(self, data: bytes) -> list[Frame]:
-        return lines_of(super().feed(data))
-
-    def quiet(self) -> list[Frame]:
-        return lines_of(super().quiet())
-
-    def flush(self) -> list[Frame]:
-        return lines_of(super().flush())
 
 
 def feed_in_pieces(data: bytes, cuts: list[int], max_line: int = 4096) -> list[object]:
@@ -50,13 +36,6 @@ def feed_in_pieces(data: bytes, cuts: list[int], max_line: int = 4096) -> list[o
 
 
 class FramingTests(SynchronousTestCase):
-    def test_a_reads_lines_come_as_one_block(self) -> None:
-        """Framing finds where lines end; the lines of a read stay one block of bytes."""
-        self.assertEqual(Blocks().feed(b"a\r\nb\n\nc\nrest"), [b"a\nb\n\nc"])
-        self.assertEqual(
-            Blocks(max_line=4).feed(b"ok\ntoo long\nfine\n"), [b"ok", Overlong(8), b"fine"]
-        )
-
     def test_lf_and_crlf_end_lines(self) -> None:
         """LF ends a line and one CR before it is dropped (nc, telnet, C fgets)."""
         self.assertEqual(split_lines(b"a\nb\r\nc\r\r\n"), [b"a", b"b", b"c\r"])
@@ -296,16 +275,17 @@ class CodecTests2(SynchronousTestCase):
         self.assertEqual(codec.output, "gbk")
         self.assertEqual(codec.decode("世界".encode()), "世界")
         self.assertEqual(codec.output, "utf-8")
-        self.assertEqual(codec.decode_block("中文".encode("gbk")), None)
+        self.assertEqual(codec.decode_lines(["中文".encode("gbk")]), None)
         self.assertEqual(codec.decode("中文".encode("gbk")), "中文")
-        self.assertEqual(codec.decode_block("一\nok".encode()), ["一", "ok"])
+        self.assertEqual(codec.output, "gbk")
+        self.assertEqual(codec.decode_lines(["一".encode(), b"ok"]), ["一", "ok"])
         self.assertEqual(codec.output, "utf-8")
 
     def test_ascii_keeps_the_last_encoding(self) -> None:
         """ASCII says nothing about the encoding: a GBK client stays answered in GBK."""
         codec = Codec()
         codec.decode("你好".encode("gbk"))
-        self.assertEqual(codec.decode_block(b"plain\nascii"), ["plain", "ascii"])
+        self.assertEqual(codec.decode_lines([b"plain", b"ascii"]), ["plain", "ascii"])
         self.assertEqual(codec.output, "gbk")
 
 
@@ -412,20 +392,23 @@ class TemplateTests(SynchronousTestCase):
     ),
     st.sampled_from(["utf-8", "gb18030", "latin-1", None]),
 )
-def test_decoding_a_block_is_decoding_its_lines(lines: list[str], encoding: str | None) -> None:
-    """Property: a block of lines decoded in one pass is what decoding them one by one gives."""
+def test_decoding_in_one_pass_is_decoding_one_by_one(
+    lines: list[str], encoding: str | None
+) -> None:
+    """Property: a read's lines decoded in one pass are what decoding them one by one gives."""
     raws = [line.encode(encoding or "utf-8", "replace") for line in lines]
     together, one_by_one = Codec(encoding), Codec(encoding)
-    texts = together.decode_block(b"\n".join(raws))
+    texts = together.decode_lines(raws)
     if texts is not None:
         assert texts == [one_by_one.decode(raw) for raw in raws]
         assert together.output == one_by_one.output
 
 
-def test_decoding_a_block_is_refused_where_it_could_differ() -> None:
-    """Not for an encoding with state across lines, nor bytes to report line by line."""
-    assert Codec("utf-7").decode_block(b"a\nb") is None
-    assert Codec(None).decode_block(b"a\n\xff") is None
+def test_decoding_in_one_pass_leaves_the_odd_lines_to_one_by_one() -> None:
+    """An over-long line, or bytes that are not the first encoding tried: line by line."""
+    assert Codec(None).decode_lines([b"a", Overlong(5000)]) is None
+    assert Codec(None).decode_lines([b"a", b"\xff"]) is None
+    assert Codec("latin-1").decode_lines([b"a", b"\xff"]) == ["a", "\xff"]
 
 
 @given(st.text())

@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_tcpchat.client.session import ClientSession, IScreen
-from twisted_tcpchat.text.framing import LineBuffer, Overlong, lines_of
+from twisted_tcpchat.text.framing import LineBuffer, Overlong
 
 _T = TypeVar("_T")
 
@@ -109,7 +109,7 @@ class StdinLines(Protocol):
     # IProtocol
 
     def dataReceived(self, data: bytes) -> None:
-        self._lines(lines_of(self._framer.feed(data)))
+        self._lines(self._framer.feed(data))
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._session.input_ended()
@@ -118,7 +118,7 @@ class StdinLines(Protocol):
     # IHalfCloseableProtocol
 
     def readConnectionLost(self) -> None:
-        self._lines(lines_of(self._framer.flush()))
+        self._lines(self._framer.flush())
         self._session.input_ended()
 
     def writeConnectionLost(self) -> None:

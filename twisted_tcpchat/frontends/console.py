@@ -23,7 +23,7 @@ from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.frontends.render import text_of
 from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.text.escaping import escape_controls
-from twisted_tcpchat.text.framing import LineBuffer, Overlong, lines_of
+from twisted_tcpchat.text.framing import LineBuffer, Overlong
 
 log = TurnLog(namespace="tcpchat")
 
@@ -35,7 +35,7 @@ class _TypedLines(Protocol):
         self._framer = LineBuffer(max_line)
 
     def dataReceived(self, data: bytes) -> None:
-        for frame in lines_of(self._framer.feed(data)):
+        for frame in self._framer.feed(data):
             if isinstance(frame, Overlong):
                 self.show(f"error: line too long ({frame.size} bytes); not sent")
             else:

@@ -355,30 +355,16 @@ class ChatProtocol(Protocol):
 
     def _lines_received(self, frames: list[Frame]) -> None:
         """Frames decoded into lines (or bad lines), handed to the session with their sizes."""
-        if len(frames) == 1 and frames[0].__class__ is bytes:
-            lines, sizes = self._read_block(frames[0])
-        else:
-            lines, sizes = [], []
-            for frame in frames:
-                if isinstance(frame, Overlong):
-                    lines.append(self._overlong(frame))
-                    sizes.append(frame.size)
-                else:
-                    more, more_sizes = self._read_block(frame)
-                    lines += more
-                    sizes += more_sizes
-        self.session.received(lines, sizes)
+        lines: list[Line] | None = self._codec.decode_lines(frames)  # type: ignore[assignment]
+        if lines is None:
+            lines = [self._line(frame) for frame in frames]
+        self.session.received(lines, list(map(len, frames)))
 
-    def _read_block(self, block: bytes) -> tuple[list[Line], list[int]]:
-        """The lines of a block of them, and each one's size on the wire."""
-        texts = self._codec.decode_block(block)
-        if texts is not None and block.isascii():
-            return texts, list(map(len, texts))  # type: ignore[return-value]
-        raws = block.split(b"\n")
-        sizes = list(map(len, raws))
-        if texts is not None:
-            return texts, sizes  # type: ignore[return-value]
-        return [self._decoded(raw) for raw in raws], sizes
+    def _line(self, frame: Frame) -> Line:
+        """One frame's text, or why it has none."""
+        if isinstance(frame, Overlong):
+            return self._overlong(frame)
+        return self._decoded(frame)
 
     def _overlong(self, frame: Overlong) -> BadLine:
         return BadLine(

@@ -6,6 +6,9 @@ Windows console, or one encoding fixed by the operator.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Sequence
+
+from twisted_tcpchat.text.framing import Frame
 
 #: What a client's non-ASCII lines are tried as, in order, line by line:
 #: valid UTF-8 always wins, then GB18030 (the superset of GBK, what a
@@ -15,11 +18,6 @@ DETECTED = ("utf-8", "gb18030")
 #: What goes back to a client last heard in GB18030: GBK, which a Chinese
 #: Windows console shows (characters outside it become "?").
 _OUTPUT = {"gb18030": "gbk"}
-
-#: Encodings (as C{codecs} names them) in which byte 0x0A is only ever LF,
-#: never part of another character, and that keep no state from line to
-#: line: lines joined by LF decode as each line would.
-_LF_SAFE = frozenset({"utf-8", "gb18030", "gbk", "ascii", "iso8859-1", "cp1252", "latin-1"})
 
 
 def writes_ascii_as_ascii(encoding: str) -> bool:
@@ -58,13 +56,12 @@ class Codec:
     @ivar output: what to encode lines to the client with.
     """
 
-    __slots__ = ("_fixed", "_lf_safe", "encoding", "output")
+    __slots__ = ("_fixed", "encoding", "output")
 
     def __init__(self, encoding: str | None = None) -> None:
         self._fixed = encoding is not None
         self.encoding = encoding or DETECTED[0]
         self.output = _OUTPUT.get(self.encoding, self.encoding)
-        self._lf_safe = codecs.lookup(self.encoding).name in _LF_SAFE
 
     def decode(self, raw: bytes) -> str | None:
         """The text of one line, or None when no encoding fits its bytes."""
@@ -79,25 +76,24 @@ class Codec:
                 return text
         return None
 
-    def decode_block(self, block: bytes) -> list[str] | None:
+    def decode_lines(self, lines: Sequence[Frame]) -> list[str] | None:
         """
-        The lines of a block (see L{twisted_tcpchat.text.framing.Frame}),
-        decoded in one pass - or None when they cannot all be: then decode
-        them one by one.  In the
-        encodings of L{_LF_SAFE} LF is always a character of its own, so a
-        block decodes exactly as each of its lines would.
+        Every line's text, in one pass - or None when they cannot all be
+        decoded with the first encoding tried (or one is L{Overlong}): then
+        decode them one by one.
         """
-        if not self._lf_safe:
-            return None
-        if block.isascii():
-            return block.decode("ascii").split("\n")
+        if self._fixed:
+            try:
+                return [line.decode(self.encoding) for line in lines]  # type: ignore[union-attr]
+            except (UnicodeDecodeError, AttributeError):  # (AttributeError: an Overlong)
+                return None
         try:
-            text = block.decode(self.encoding if self._fixed else DETECTED[0])
-        except UnicodeDecodeError:
+            texts = list(map(bytes.decode, lines))  # type: ignore[arg-type]  # (as UTF-8)
+        except (UnicodeDecodeError, TypeError):  # (TypeError: an Overlong among them)
             return None
-        if not self._fixed:
-            self._heard(DETECTED[0])
-        return text.split("\n")
+        if self.output != DETECTED[0] and not all(map(bytes.isascii, lines)):  # type: ignore[arg-type]
+            self._heard(DETECTED[0])  # (valid UTF-8 wins over GBK)
+        return texts
 
     def _heard(self, encoding: str) -> None:
         self.encoding = encoding

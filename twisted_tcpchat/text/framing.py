@@ -56,10 +56,7 @@ class Overlong:
         return f"Overlong({self.size})"
 
 
-#: What framing gives: a block of complete lines, each within the limit,
-#: as they came (LF between them, none after the last), or a line that was
-#: too long.  Framing finds where lines end; cutting a block into its lines
-#: is for whoever reads them (L{lines_of}, or a decoder in one pass).
+#: What framing gives for each line: its bytes, or that it was too long.
 Frame = bytes | Overlong
 
 
@@ -110,7 +107,7 @@ class LineBuffer:
         return bool(self._held)
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Take the bytes of one read; return the lines they complete, in order, in blocks."""
+        """Take the bytes of one read; return the lines they complete, in order."""
         frames: list[Frame] = []
         if not self._tail and not self._overflow and data[:1] != b"\0":
             # A new send begins: what was held after a NUL were strings.
@@ -183,15 +180,17 @@ class LineBuffer:
             # come with the next read).
             data = data.replace(b"\r\n", b"\n")
         limit = self.max_line
-        end = data.rfind(b"\n")
-        frames: list[Frame] = []
-        if end >= 0:
+        parts = data.split(b"\n")
+        tail = parts.pop()
+        frames: list[Frame]
+        if not parts:
+            frames = []
+        elif self._overflow or max(map(len, parts)) > limit:
+            frames = self._with_overlong(parts, split_crlf)
+        else:
+            frames = parts  # type: ignore[assignment]  # (a list of bytes is a list of frames)
+        if parts:
             self.terminated = True
-            if not self._overflow and max(map(len, data[:end].split(b"\n"))) <= limit:
-                frames.append(data[:end])
-            else:
-                frames = self._with_overlong(data[:end].split(b"\n"), split_crlf)
-        tail = data[end + 1 :]
         if self._overflow or len(tail) > limit + 1:
             # +1: a CR that may be the first half of a CRLF split over reads.
             if tail:
@@ -219,18 +218,9 @@ class LineBuffer:
         return frames
 
 
-def lines_of(frames: list[Frame]) -> list[Frame]:
-    """The lines of frames: each block of lines cut at its LFs."""
-    return [
-        line
-        for frame in frames
-        for line in (frame.split(b"\n") if isinstance(frame, bytes) else (frame,))
-    ]
-
-
 def split_lines(data: bytes, max_line: int = 4096) -> list[Frame]:
     """The lines of C{data} as one stream (what is held or unterminated dropped)."""
-    return lines_of(LineBuffer(max_line).feed(data))
+    return LineBuffer(max_line).feed(data)
 
 
 _HTTP_METHODS = (
