@@ -464,7 +464,7 @@ class DirectoryContract:
         self.assertEqual(self.lines(a)[-3:], ["* 2 rooms:", "*   #chatty (0)", "*   #lobby (2)"])
         self.clock.advance(2)
         directory.list_rooms(a)
-        self.assertEqual(self.lines(a)[-2:], ["* 1 rooms:", "*   #lobby (2)"])
+        self.assertEqual(self.lines(a)[-2:], ["* 1 room:", "*   #lobby (2)"])
 
     def test_permanent_rooms_and_rooms_with_a_topic_stay(self) -> None:
         directory = self.make_directory(rooms=("help",), room_idle=1.0)
@@ -527,7 +527,7 @@ class DirectoryContract:
         )
         self.assertIsNone(self.directory.banned("198.51.100.8"))
         self.directory.list_bans(op)
-        self.assertEqual(self.lines(op)[-2:], ["* 1 bans", "*   198.51.100.7/32 (15m left)"])
+        self.assertEqual(self.lines(op)[-2:], ["* 1 ban", "*   198.51.100.7/32 (15m left)"])
         self.clock.advance(901)
         self.assertIsNone(self.directory.banned("198.51.100.7"))
 

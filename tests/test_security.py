@@ -363,7 +363,7 @@ class OperatorTests(SynchronousTestCase):
         self.assertTrue(self.bob.transport.disconnecting)
         self.assertFalse(self.alice.transport.disconnecting, "an operator does not ban herself")
         self.alice.send("/bans")
-        self.assertEqual(self.alice.new_lines(), ["* 1 bans", "*   192.0.2.0/30 (until restart)"])
+        self.assertEqual(self.alice.new_lines(), ["* 1 ban", "*   192.0.2.0/30 (until restart)"])
         self.assertIn(
             "banned until the server restarts", Line(self.factory, host="192.0.2.3").new_lines()[0]
         )

@@ -106,7 +106,8 @@ def _whois(event: Whois) -> str:
 
 
 def _rooms(event: Rooms) -> str:
-    lines = [f"* {len(event.rooms)} rooms:"]
+    count = len(event.rooms)
+    lines = [f"* {count} {'room' if count == 1 else 'rooms'}:"]
     for room in event.rooms:
         topic = f": {room.topic}" if room.topic else ""
         lines.append(f"*   #{room.name} ({room.members}){topic}")

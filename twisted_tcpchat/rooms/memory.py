@@ -538,7 +538,7 @@ class Directory:
             return
         now = self._clock.seconds()
         bans = self._bans.listing(now)
-        participant.receive(Notice(f"{len(bans)} bans"))
+        participant.receive(Notice(f"{len(bans)} {'ban' if len(bans) == 1 else 'bans'}"))
         for network, until in bans:
             left = "until restart" if until is None else f"{format_idle(until - now)} left"
             participant.receive(Notice(f"  {network} ({left})"))
