@@ -316,6 +316,7 @@ class SendQueueTests(BadInputCase):
         with capturedLogs() as events:
             for i in range(40):
                 sender.send(b"line %02d " % i + b"z" * 30 + b"\n")
+                self.clock.advance(0)  # (the end of the turn)
         self.assertTrue(stuck.transport.disconnected, "aborted, not closed politely")
         self.assertEqual(len([x for x in reader.new_lines() if x.startswith("<guest2> line")]), 40)
         log = messages(events)
@@ -330,11 +331,36 @@ class SendQueueTests(BadInputCase):
             slow.protocol.resumeProducing()
         self.assertFalse(slow.transport.disconnecting)
 
+    def test_a_reader_cut_off_mid_relay_leaves_only_once_the_relay_is_done(self) -> None:
+        """
+        The send queue overflowing while a room relays (a TLS client: it is
+        written to at once) does not take the reader out mid-relay: the room
+        finishes, and the reader leaves at the end of the turn, from the
+        room it is in.
+        """
+        stuck, sender = self.client(remote(7)), self.client(LOCAL)
+        other = self.client(remote(8))
+        stuck.send(b"/join dev\n")
+        other.send(b"/join dev\n")
+        other.new_lines()
+        stuck.protocol.pauseProducing()
+        other.send(b"y" * 980 + b"\n")  # 991 bytes queued for stuck: under its cap of 1000
+        self.clock.advance(0)
+        sender.send(b"/join dev\n")  # the presence line takes it over
+        self.assertIn("* guest2 came from #lobby", other.new_lines())
+        self.clock.advance(0)
+        self.assertEqual(other.new_lines(), ["* guest1 left (not reading)"])
+        other.send(b"/who\n")
+        self.assertEqual(
+            other.new_lines(), ["* 2 in #dev:", "*   guest2 (idle 0s)", "*   guest3 (idle 0s)"]
+        )
+
     def test_others_see_the_reason(self) -> None:
         stuck, sender = self.client(remote(7)), self.client(LOCAL)
         sender.new_lines()
         stuck.protocol.pauseProducing()
         sender.send(b"".join(b"y" * 100 + b"\n" for _ in range(20)))
+        self.clock.advance(0)  # (the end of the turn)
         self.assertIn("* guest1 left (not reading)", sender.new_lines())
 
 
@@ -558,6 +584,7 @@ class ReviewFindingsTests(BadInputCase):
         reader.new_lines()
         sender.protocol.pauseProducing()  # not reading: its echo overflows the queue
         sender.send("hello there")
+        self.clock.advance(0)  # (the end of the turn)
         self.assertEqual(
             reader.new_lines(), ["<guest1> hello there", "* guest1 left (not reading)"]
         )

@@ -175,6 +175,30 @@ class LoginTests(SynchronousTestCase):
         self.clock = Clock()
         self.factory = login_factory(self.clock, operators=("alice",))
 
+    def test_a_login_may_not_take_the_consoles_name(self) -> None:
+        """A user called like the console (or 'server') stays at the login: nobody speaks as it."""
+        checker = InMemoryUsernamePasswordDatabaseDontUse(boss=b"pw", server=b"pw")
+        server = ChatServer(ChatConfig(console_name="boss"), self.clock, checkers=[checker])
+        factory = ChatFactory(server=server, clock=self.clock)
+        for name in ("boss", "server"):
+            client = Line(factory)
+            client.new_lines()
+            client.send(f"/login {name} pw")
+            self.assertEqual(
+                client.new_lines(),
+                [f"error: your login cannot be a chat name ({name!r} is reserved)"],
+            )
+
+    def test_logins_and_classic_modes_do_not_go_together(self) -> None:
+        """--classic and --once have no logins: asking for both is refused, not ignored."""
+        checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"wonderland")
+        for mode in ({"classic": True}, {"once": True}):
+            with self.assertRaises(ValueError):
+                ChatServer(ChatConfig(**mode), self.clock, checkers=[checker])  # type: ignore[arg-type]
+        with self.assertRaises(SystemExit) as refused:
+            Options().parseOptions(["--classic", "--auth", "memory:alice:wonderland"])
+        self.assertIn("--auth: --classic and --once have no logins", str(refused.exception))
+
     def test_login_needed_before_talking(self) -> None:
         guest = Line(self.factory)
         self.assertEqual(

@@ -102,6 +102,44 @@ class ChatLineTests(SessionCase):
             ],
         )
 
+    def test_lines_after_a_kick_in_the_same_read_are_not_handled(self) -> None:
+        """
+        Kicked while its read is handled (by an application's rule): the
+        rest of the read is dropped, quietly.
+        """
+        op = RecordingParticipant()
+        directory = self.server.directory
+        directory.enter(op, "op", operator=True)
+
+        def moderate(event: object, origin: object) -> None:
+            if isinstance(event, Message) and "badword" in event.lines:
+                directory.kick(op, event.sender, "language")
+
+        directory.add_observer(moderate)
+        a, a_out = self.client()
+        with capturedLogs() as events:
+            self.say(a, "badword", "exit", "more")
+        self.assertEqual(a_out.lines(), ["* you were kicked by op: language"])
+        self.assertEqual(a_out.closed, "closed")
+        self.assertEqual([e for e in events if e.get("log_failure")], [])
+        self.assertEqual(
+            [line for line in messages(events) if "ended" in line or "disconnected" in line],
+            ["guest1 (127.0.0.1:40001) disconnected (kicked by op: language)"],
+        )
+
+    def test_lines_that_start_with_a_slash_or_a_space_are_said_as_any_line(self) -> None:
+        """
+        //x and an indented line go the one way chat goes: to the room, and
+        into one log event with its fields.
+        """
+        a, _ = self.client()
+        _, b_out = self.client()
+        with capturedLogs() as events:
+            self.say(a, "//not a command", "  indented")
+        self.assertEqual(b_out.lines(), ["<guest1> /not a command", "<guest1>   indented"])
+        said = [(e["text"], e["size"]) for e in events if "said" in e]
+        self.assertEqual(said, [("/not a command", 15), ("  indented", 10)])
+
     def test_a_bad_line_answers_its_sender_in_its_place(self) -> None:
         a, a_out = self.client()
         _b, b_out = self.client()
@@ -278,6 +316,20 @@ class ClassicTests(SessionCase):
         self.assertEqual(a_out.lines(), ["to you, a"])
         b.ended("gone")
         self.assertIsNone(desk.reply("nobody is left"))
+
+    def test_an_answer_never_goes_to_someone_else_when_its_asker_has_gone(self) -> None:
+        shown: list[str] = []
+        desk = self.server.classic
+        desk.console = shown.append
+        a, a_out = self.client()
+        b, b_out = self.client()
+        self.say(a, "what is 2+2?")
+        self.say(b, "capital of France?")
+        a.input_ended()
+        self.assertEqual(shown[-1], "* 127.0.0.1:40001 left; its message waits no more")
+        self.assertEqual(desk.reply("Paris"), "127.0.0.1:40002")
+        self.assertEqual(b_out.lines(), ["Paris"])
+        self.assertEqual(a_out.lines(), ["Goodbye."])
 
     def test_a_console_that_goes_acknowledges_what_waits(self) -> None:
         desk = self.server.classic

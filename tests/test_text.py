@@ -21,7 +21,14 @@ from twisted_tcpchat.text.escaping import (
     escape_lines,
     needs_escape,
 )
-from twisted_tcpchat.text.framing import EOL, LineBuffer, Overlong, sniff, split_lines
+from twisted_tcpchat.text.framing import (
+    EOL,
+    MAX_PADDING,
+    LineBuffer,
+    Overlong,
+    sniff,
+    split_lines,
+)
 from twisted_tcpchat.text.templates import GREETING_FIELDS, check_template, render_template
 
 
@@ -217,6 +224,21 @@ class CStringTests(SynchronousTestCase):
         self.assertEqual(buffer.feed(b"hel"), [])
         self.assertEqual(buffer.feed(b"lo\0"), [b"hello"])
 
+    def test_strings_streamed_without_a_pause_do_not_pile_up(self) -> None:
+        """
+        A client that sends string after string, each read ending inside
+        one, is never quiet: past what any buffer's padding could be, what
+        is held is delivered (memory stays bounded, and so does the delay).
+        """
+        buffer = LineBuffer(max_line=200)
+        delivered: list[object] = list(buffer.feed(b"first\0"))
+        chunk = b"".join(b"s%05d\0" % i for i in range(1000)) + b"tail"
+        for _ in range(10):
+            delivered += buffer.feed(chunk)
+            self.assertLessEqual(buffer._held_bytes, MAX_PADDING)
+        self.assertGreater(len(delivered), 9000)
+        self.assertEqual(delivered[:3], [b"first", b"s00000", b"s00001"])
+
     def test_the_end_of_input_delivers_what_is_held(self) -> None:
         buffer = LineBuffer()
         self.assertEqual(buffer.feed(b"a\0b\0c"), [b"a"])
@@ -325,7 +347,9 @@ def test_escaped_text_holds_no_control_character(text: str) -> None:
     out = escape_controls(text)
     for char in out:
         assert char == "\t" or unicodedata.category(char) != "Cc", repr(char)
-        assert char not in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+        assert (
+            char not in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+        )
 
 
 class CodecTests(SynchronousTestCase):
@@ -399,6 +423,8 @@ def test_decoding_in_one_pass_is_decoding_one_by_one(
     raws = [line.encode(encoding or "utf-8", "replace") for line in lines]
     together, one_by_one = Codec(encoding), Codec(encoding)
     texts = together.decode_lines(raws)
+    if encoding in ("utf-8", "latin-1", None):
+        assert texts is not None  # (the one pass is taken whenever it can be)
     if texts is not None:
         assert texts == [one_by_one.decode(raw) for raw in raws]
         assert together.output == one_by_one.output

@@ -349,6 +349,10 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         except ValueError as e:
             raise usage.UsageError(f"--{e}") from None
         self._check_console()
+        if self["credCheckers"] and (self["classic"] or self["once"]):
+            raise usage.UsageError(
+                "--auth: --classic and --once have no logins (nor names, nor rooms)"
+            )
         if self["operators"] and not self["credCheckers"]:
             raise usage.UsageError(
                 "--op needs --auth: without logins anyone could take an operator's name"

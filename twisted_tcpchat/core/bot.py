@@ -11,8 +11,11 @@ from collections.abc import Callable
 
 from zope.interface import implementer
 
-from twisted_tcpchat.core.events import Event
+from twisted_tcpchat.core.events import Event, Identity
 from twisted_tcpchat.core.interfaces import IDirectory, IParticipant
+from twisted_tcpchat.logs import TurnLog
+
+log = TurnLog(namespace="tcpchat")
 
 
 @implementer(IParticipant)
@@ -44,12 +47,12 @@ class Bot:
         self._operator = operator
         #: Why the directory removed it (a kick), once it has.
         self.removed: str | None = None
+        self._room_wanted: str | None = None
 
     def start(self, room: str | None = None) -> None:
-        """Enter the chat (in the default room, then C{room} if given)."""
+        """Enter the chat (in the default room, then C{room} if given, once let in)."""
+        self._room_wanted = room
         self._directory.enter(self, name=self._wanted, operator=self._operator)
-        if room is not None and self.name:
-            self._directory.join(self, room)
 
     def stop(self, reason: str = "bot stopped") -> None:
         """Leave the chat."""
@@ -78,8 +81,17 @@ class Bot:
     # IParticipant
 
     def receive(self, event: Event) -> None:
+        if isinstance(event, Identity) and event.change == Identity.WELCOME:
+            room, self._room_wanted = self._room_wanted, None
+            if room is not None:
+                self._directory.join(self, room)
         if self._heard is not None:
-            self._heard(event)
+            try:
+                self._heard(event)
+            except Exception:
+                # (The application's code: its failure must not cost the
+                # room's other members their copy of the event.)
+                log.failure("bot {name} failed on {event!r}", name=self.name, event=event)
 
     def disconnect(self, reason: str) -> None:
         self.removed = reason

@@ -17,6 +17,10 @@ from typing import Protocol
 
 from twisted_tcpchat.core.events import Event, Text
 
+#: The most messages waiting for the operator at once; past it, messages are
+#: acknowledged as if no console were attached.
+MAX_WAITING = 1000
+
 
 def acknowledgement(size: int) -> Text:
     """The answer to a message of C{size} bytes when no operator answers."""
@@ -46,7 +50,7 @@ class ClassicDesk:
 
     def message(self, asker: Asker, who: str, text: str, size: int) -> None:
         """C{who} sent C{text} (C{size} bytes): answer it, or let the operator."""
-        if self.console is None:
+        if self.console is None or len(self._waiting) >= MAX_WAITING:
             asker.receive(acknowledgement(size))
             return
         self._waiting.append((asker, who, size))
@@ -60,6 +64,14 @@ class ClassicDesk:
                 asker.receive(Text(text))
                 return who
         return None
+
+    def gone(self, asker: Asker, who: str) -> None:
+        """C{asker}'s connection is over: its messages wait no more (the console is told)."""
+        waiting = deque(entry for entry in self._waiting if entry[0] is not asker)
+        if len(waiting) != len(self._waiting):
+            self._waiting = waiting
+            if self.console is not None:
+                self.console(f"* {who} left; its message waits no more")
 
     def detach(self) -> None:
         """The console has gone: acknowledge what waits, and every message from now on."""

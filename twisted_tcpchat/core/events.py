@@ -29,8 +29,10 @@ class Event:
 
     def rendered(self, key: str, render: Callable[[Event, str], T]) -> T:
         """
-        C{render(self, key)}, made once for each C{key} (an encoding, say)
-        and kept: the same event goes to every member of a room.
+        C{render(self, key)}, made once for each C{key} and kept: the same
+        event goes to every member of a room.  C{key} names the rendering
+        whole (the TCP front end's are encodings; another front end must
+        use keys of its own, such as C{"json"}).
         """
         renderings = self._renderings
         if renderings is None:

@@ -32,7 +32,12 @@ class IParticipant(Interface):
     address = Attribute("Its IP address, for bans by name; '' for the console and bots.")
 
     def receive(event: Event) -> None:
-        """Hear one event (a message, a presence change, an error ...)."""
+        """
+        Hear one event (a message, a presence change, an error ...).  It
+        may act on it (a bot answers, leaves); but a front end cuts off a
+        client that does not read at the end of the turn, not here: the
+        room may be in the middle of relaying to everyone.
+        """
 
     def disconnect(reason: str) -> None:
         """
@@ -191,7 +196,11 @@ class IDirectory(Interface):
         """Send an operator the bans in force."""
 
     def banned(address: str) -> str | None:
-        """Whether C{address} is banned now: the error to refuse it with, or None."""
+        """
+        Whether C{address} is banned now: the error to refuse it with, or
+        None.  A query answered at once, asked of every connection: a
+        remote directory answers it from a copy of the bans it keeps here.
+        """
 
     def add_observer(observer: ChatObserver) -> None:
         """Tell C{observer} every chat event from now on."""

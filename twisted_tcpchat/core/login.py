@@ -21,7 +21,7 @@ from zope.interface import Interface, implementer
 
 from twisted_tcpchat.core.events import Error, Event, Identity, Notice
 from twisted_tcpchat.core.limits import network_of
-from twisted_tcpchat.core.names import name_problem
+from twisted_tcpchat.core.names import RESERVED_NAMES, name_problem
 from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.text.escaping import escape_controls
 
@@ -226,6 +226,10 @@ class LoginGate:
         problem = name_problem(name)
         if problem is not None:
             session.receive(Error(f"your login cannot be a chat name ({problem})"))
+            return
+        reserved = {*RESERVED_NAMES, self._server.config.console_name}
+        if name.lower() in {r.lower() for r in reserved}:
+            session.receive(Error(f"your login cannot be a chat name ({name!r} is reserved)"))
             return
         banned = self._server.directory.banned(session.peer.host)
         if banned is not None:  # banned while this connection waited at the login

@@ -89,6 +89,8 @@ class ChatServer:
             config.per_address, config.connect_rate, 60.0, parse_networks(config.exempt)
         )
         self.access = AccessList(parse_networks(config.allow), parse_networks(config.deny))
+        if checkers and (config.classic or config.once):
+            raise ValueError("checkers: --classic and --once have no logins")
         self.logins = Logins(checkers) if checkers else None
         self.sessions: set[Session] = set()
         self._empty_waiters: list[Deferred[None]] = []

@@ -193,6 +193,8 @@ class Session:
     def _move(self, phase: Phase) -> None:
         if phase not in _MOVES[self.phase]:
             raise AssertionError(f"a session cannot go from {self.phase.name} to {phase.name}")
+        if self.phase is Phase.CLASSIC:  # (its messages wait for no answer any more)
+            self.server.classic.gone(self, str(self.peer))
         self.phase = phase
 
     # IParticipant
@@ -349,9 +351,10 @@ class Session:
             if start < i:
                 self._say(lines[start:i], sizes[start:i])  # type: ignore[arg-type]
             start = i + 1
-            self._guarded(self._other_line_in_chat, line, sizes[i])
+            if self.phase is Phase.CHAT:
+                self._guarded(self._other_line_in_chat, line, sizes[i])
             if self.phase is not Phase.CHAT:
-                return
+                return  # (gone: the exit word, /quit, or removed meanwhile)
         if start < len(lines):
             self._say(lines[start:], sizes[start:])  # type: ignore[arg-type]
 
@@ -375,21 +378,33 @@ class Session:
         self._guarded(self.server.directory.say, self, lines)
 
     def _other_line_in_chat(self, line: Line, size: int) -> None:
-        if isinstance(line, BadLine):
-            self._bad_line(line)
+        """A line in the chat that is not plain chat: a command, or one to look at alone."""
+        text = self._first_look(line)
+        if text is None:
             return
-        text: str = line
-        exit_word = self.server.config.exit_word
-        if text.strip() == exit_word:
-            self.quit(exit_word, f"ended the session ({exit_word})")
-            return
-        self._log_line(text, size)
         if text.startswith("//"):
-            self.server.directory.say(self, [text[1:]])
+            self._say([text[1:]], [size])
         elif text.startswith("/"):
+            self._log_line(text, size)
             self._command(text)
         elif text.strip():
-            self.server.directory.say(self, [text])
+            self._say([text], [size])
+        else:
+            self._log_line(text, size)  # (a blank line: logged, said to no one)
+
+    def _first_look(self, line: Line) -> str | None:
+        """
+        In any phase: a bad line is answered with its error, and the exit
+        word ends the session; both give None.  Any other line is its text.
+        """
+        if isinstance(line, BadLine):
+            self._bad_line(line)
+            return None
+        exit_word = self.server.config.exit_word
+        if line.strip() == exit_word:
+            self.quit(exit_word, f"ended the session ({exit_word})")
+            return None
+        return line
 
     def _command(self, text: str) -> None:
         server = self.server
@@ -401,40 +416,30 @@ class Session:
             commands=server.commands,
         )
         server.commands.run(context, text)
-        if context.quit_reason is not None and self.is_open:
+        if context.quit_reason is not None:
             self.quit(context.quit_reason, f"quit ({context.quit_reason})")
 
     def _lines_before_login(self, lines: Sequence[Line], sizes: Sequence[int]) -> None:
         for i, (line, size) in enumerate(zip(lines, sizes, strict=True)):
-            if self.phase is not Phase.LOGIN:
-                if self.phase is Phase.CHAT:  # (let in at once: the rest is chat)
-                    self._lines_in_chat(lines[i:], sizes[i:])
+            if self.phase is Phase.CHAT:  # (let in at once: the rest is chat)
+                self._lines_in_chat(lines[i:], sizes[i:])
                 return
-            if isinstance(line, BadLine):
-                self._bad_line(line)
-                continue
-            text: str = line
-            exit_word = self.server.config.exit_word
-            if text.strip() == exit_word:
-                self.quit(exit_word, f"ended the session ({exit_word}) before logging in")
-            elif self._login is not None:
+            if self.phase is not Phase.LOGIN:
+                return
+            text = self._first_look(line)
+            if text is not None and self._login is not None:
                 self._log_line(text, size)
                 self._guarded(self._login.line, text)
 
     def _lines_classic(self, lines: Sequence[Line], sizes: Sequence[int]) -> None:
-        config = self.server.config
         for line, size in zip(lines, sizes, strict=True):
             if self.phase is not Phase.CLASSIC:
                 return
-            if isinstance(line, BadLine):
-                self._bad_line(line)
-                continue
-            text: str = line
-            if text.strip() == config.exit_word:
-                self.quit(config.exit_word, f"ended the session ({config.exit_word})")
+            text = self._first_look(line)
+            if text is None:
                 continue
             self._log_line(text, size)
-            if config.once:
+            if self.server.config.once:
                 self.connection.send(Text(f"Received {size} bytes. Goodbye."))
                 self._close("was served once")
             else:
@@ -531,12 +536,16 @@ class Session:
 
     def quit(self, reason: str, what: str) -> None:
         """The client asked to go: leave the chat, say goodbye, close."""
+        if not self.is_open:
+            return
         self._leave_chat(reason)
         self.connection.send(Text("Goodbye."))
         self._close(what)
 
     def end(self, reason: str, error: str, what: str) -> None:
         """The server ends the session: leave the chat, tell the client why, close."""
+        if not self.is_open:
+            return
         self._leave_chat(reason)
         self.connection.send(Error(error))
         self._close(what)
@@ -547,6 +556,8 @@ class Session:
 
     def _close(self, what: str) -> None:
         # what may hold the client's own words (a /quit reason, a kick reason)
+        if not self.is_open:
+            return
         log.info("{who} {what}", who=str(self), what=escape_controls(what))
         self._move(Phase.CLOSING)
         if self._pacer is not None:

@@ -72,6 +72,13 @@ class Console(_TypedLines):
 
     def line_received(self, text: str) -> None:
         """A line the operator typed: say it, or run it as a command."""
+        try:
+            self._typed(text)
+        except Exception:
+            log.failure("internal error handling the console's line")
+            self.show("error: internal error; your line was not handled")
+
+    def _typed(self, text: str) -> None:
         directory = self._server.directory
         if text.startswith("//"):
             directory.say(self, [text[1:]])
@@ -113,5 +120,6 @@ class ClassicConsole(_TypedLines):
         answered = self._desk.reply(text)
         if answered is None:
             self.show("error: no message is waiting for an answer")
-        elif self._desk.waiting:
-            self.show(f"* answered {answered}; {self._desk.waiting} more waiting")
+        else:
+            more = f"; {self._desk.waiting} more waiting" if self._desk.waiting else ""
+            self.show(f"* answered {answered}{more}")

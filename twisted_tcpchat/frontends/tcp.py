@@ -275,6 +275,7 @@ class ChatProtocol(Protocol):
         self._started = False
         # Bytes written since the transport asked us to pause (None: not paused).
         self._queued: int | None = None
+        self._overflow_call: IDelayedCall | None = None
 
     # IProtocol
 
@@ -409,6 +410,7 @@ class ChatProtocol(Protocol):
     def connectionLost(self, reason: Failure = ConnectionDone) -> None:  # type: ignore[assignment]
         self._cancel(self._abort)
         self._cancel(self._quiet)
+        self._cancel(self._overflow_call)
         self._closing = True
         self._out = None
         if self._started:
@@ -420,6 +422,11 @@ class ChatProtocol(Protocol):
                 peer=str(self.peer()),
                 why=why_lost(reason),
             )
+
+    def _overflowed(self) -> None:
+        self._overflow_call = None
+        if self._queued is not None and self._queued > self._config.send_queue:
+            self.session.send_queue_full(self._queued)
 
     # IPushProducer: the transport tells us how the client is reading.
 
@@ -449,8 +456,10 @@ class ChatProtocol(Protocol):
         self._transport.write(data)
         if self._queued is not None:
             self._queued += len(data)
-            if self._queued > self._config.send_queue:
-                self.session.send_queue_full(self._queued)
+            if self._queued > self._config.send_queue and self._overflow_call is None:
+                # At the end of the turn, not now: this write may be one of a
+                # room's relay, and the room must finish it before anyone goes.
+                self._overflow_call = self._clock.callLater(0, self._overflowed)
 
     def send_now(self) -> None:
         """

@@ -47,6 +47,7 @@ from twisted_tcpchat.core.names import (
     room_problem,
 )
 from twisted_tcpchat.logs import TurnLog
+from twisted_tcpchat.text.escaping import escape_controls
 
 log = TurnLog(namespace="tcpchat")
 
@@ -57,6 +58,14 @@ def _network(text: str) -> Network | None:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
         return None
+
+
+def _within(address: str, network: Network) -> bool:
+    """Whether the IP address C{address} ('' for none) is in C{network}."""
+    try:
+        return ipaddress.ip_address(address) in network
+    except ValueError:
+        return False
 
 
 def _lines_of(entry: Said) -> int:
@@ -126,6 +135,8 @@ class Room:
         recent = self.recent()
         if recent:
             participant.receive(History(self.name, recent))
+        if participant not in self._members:
+            return  # (removed meanwhile: nobody is told it came)
         if came_from is None:
             self._announce(Presence(self.name, participant.name, Presence.JOINED), participant)
         else:
@@ -324,7 +335,8 @@ class Directory:
         participant.name = name
         participant.room = room.name
         participant.receive(Identity(name, room.name, Identity.WELCOME, operator))
-        self._seat(member, room)
+        if self._still(member):
+            self._seat(member, room)
 
     def leave(self, participant: IParticipant, reason: str) -> None:
         member = self._members.pop(participant, None)
@@ -439,7 +451,7 @@ class Directory:
                 "{name} set the topic of #{room}: {topic}",
                 name=member.name,
                 room=room.name,
-                topic=text,
+                topic=escape_controls(text),
             )
             room.set_topic(participant, text)
 
@@ -463,7 +475,7 @@ class Directory:
         if everywhere:
             members: Iterable[_Member] = self._members.values()
         else:
-            members = (self._members[p] for p in member.room)
+            members = (self._members[p] for p in member.room if p in self._members)
         listing = sorted((self._info(m) for m in members), key=lambda m: m.name.lower())
         participant.receive(Members(None if everywhere else member.room.name, tuple(listing)))
 
@@ -513,13 +525,7 @@ class Directory:
         participant.receive(Notice(f"banned {network} {how_long}"))
         why = f"banned by {operator.name}"
         for member in list(self._members.values()):
-            address = network_of(member.participant.address)
-            if (
-                member is not operator
-                and address is not None
-                and address.version == network.version
-                and address.subnet_of(network)  # type: ignore[arg-type]
-            ):
+            if member is not operator and _within(member.participant.address, network):
                 self._remove(member, why, f"you were {why} {how_long}")
 
     def unban(self, participant: IParticipant, target: str) -> None:
@@ -608,6 +614,8 @@ class Directory:
     def _remove(self, member: _Member, why: str, notice: str) -> None:
         """An operator removes C{member}: it is told, its room hears why, it is disconnected."""
         participant = member.participant
+        if not self._still(member):
+            return  # (gone meanwhile: a ban's earlier removals may have ended it)
         del self._members[participant]
         del self._by_name[member.name.lower()]
         participant.receive(Notice(notice))
@@ -645,10 +653,21 @@ class Directory:
         room.remove(member.participant, reason)
         self._room_emptied(room)
 
+    def _still(self, member: _Member) -> bool:
+        """
+        Whether C{member} is still in the chat: telling anyone anything (a
+        bot, an observer) may end a participant before the directory's
+        next step.
+        """
+        return self._members.get(member.participant) is member
+
     def _move(self, member: _Member, target: Room) -> None:
         participant = member.participant
         old = member.room
         old.remove(participant, "", going_to=target.name)
+        if not self._still(member):
+            self._room_emptied(old)
+            return
         member.room = target
         participant.room = target.name
         member.active_at = self._clock.seconds()
@@ -656,7 +675,8 @@ class Directory:
             "{name} moved from #{old} to #{new}", name=member.name, old=old.name, new=target.name
         )
         participant.receive(Identity(member.name, target.name, Identity.MOVED, member.operator))
-        self._seat(member, target, came_from=old.name)
+        if self._still(member):
+            self._seat(member, target, came_from=old.name)
         self._room_emptied(old)
 
     def _room_emptied(self, room: Room) -> None:

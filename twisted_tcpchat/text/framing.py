@@ -16,8 +16,10 @@ and tells two kinds of C client apart:
 What follows a NUL is therefore held until it is known which it is: a run of
 two or more NULs shows it was padding (dropped); a new read that starts with
 anything else, the client going quiet, or the end of its input show it was
-strings (delivered, in order).  The first string of a read is never held, so
-a client that sends one string and waits for the answer is not delayed.
+strings (delivered, in order), and so does holding more than a buffer's
+padding could be (L{MAX_PADDING}).  The first string of a read is never
+held, so a client that sends one string and waits for the answer is not
+delayed.
 One split cannot be told apart: a buffer cut by TCP right after one of its
 NULs (its string's, or one inside the stale bytes) looks exactly like two
 sends, and the stale bytes after the cut are then taken for a string.
@@ -28,6 +30,11 @@ from __future__ import annotations
 #: The line end tcpchat writes.  CRLF is the network's line ending (telnet
 #: needs it; nc, C C{printf} clients and the tcpchat client all accept it).
 EOL = b"\r\n"
+
+
+#: The most bytes held after a NUL as perhaps a fixed-size buffer's
+#: padding: the tutorials' buffers are of a few hundred bytes to a few KiB.
+MAX_PADDING = 16 * 1024
 
 
 class Overlong:
@@ -74,6 +81,7 @@ class LineBuffer:
     __slots__ = (
         "_after_nul",
         "_held",
+        "_held_bytes",
         "_overflow",
         "_overflow_cr",
         "_tail",
@@ -95,6 +103,7 @@ class LineBuffer:
         # were strings or a buffer's padding.
         self._after_nul = False
         self._held: list[Frame] | None = None  # (made when first needed)
+        self._held_bytes = 0
 
     @property
     def pending(self) -> int:
@@ -114,8 +123,11 @@ class LineBuffer:
             frames = self._release()
             self._after_nul = False
         if b"\0" not in data:
-            (self._holding() if self._after_nul else frames).extend(self._take(data, False))
-            return frames
+            if self._after_nul:
+                self._hold(self._take(data, False))
+            else:
+                frames.extend(self._take(data, False))
+            return self._unless_too_much_held(frames)
         parts = data.split(b"\0")
         last = len(parts) - 1
         for i, part in enumerate(parts):
@@ -128,11 +140,11 @@ class LineBuffer:
                 self._after_nul = ended
             elif empty:
                 # A NUL right after a NUL: a fixed-size buffer's padding.
-                self._held = None
+                self._release()
                 self._after_nul = False
             else:
-                self._holding().extend(self._take(part, ended))
-        return frames
+                self._hold(self._take(part, ended))
+        return self._unless_too_much_held(frames)
 
     def quiet(self) -> list[Frame]:
         """
@@ -156,14 +168,27 @@ class LineBuffer:
             self.terminated = terminated
         return frames
 
-    def _holding(self) -> list[Frame]:
-        if self._held is None:
-            self._held = []
-        return self._held
+    def _hold(self, frames: list[Frame]) -> None:
+        if frames:
+            if self._held is None:
+                self._held = []
+            self._held.extend(frames)
+            self._held_bytes += sum(map(len, frames))
 
     def _release(self) -> list[Frame]:
         held, self._held = self._held, None
+        self._held_bytes = 0
         return held if held is not None else []
+
+    def _unless_too_much_held(self, frames: list[Frame]) -> list[Frame]:
+        """
+        C{frames}, and what is held after them if it is more than one
+        fixed-size buffer's padding could be (a client that streams strings
+        without pause is never quiet: what it sends must not pile up).
+        """
+        if self._held_bytes > MAX_PADDING:
+            frames.extend(self._release())
+        return frames
 
     def _take(self, chunk: bytes, ended: bool) -> list[Frame]:
         """
