@@ -171,6 +171,9 @@ class ChatService(MultiService):
         self._listen_everywhere()
         super().startService()
         server = self.factory.server
+        start = getattr(server.directory, "start", None)
+        if start is not None:  # a directory with a life of its own (Redis)
+            start()
         if self.console:
             from twisted.internet.stdio import StandardIO
 
@@ -228,7 +231,11 @@ class ChatService(MultiService):
         drained.addTimeout(SHUTDOWN_GRACE, cast(IReactorTime, self._reactor))
         drained.addErrback(lambda failure: failure.trap(TimeoutError))
         waits = [d for d in stopped if d is not None]
-        return gatherResults([*waits, drained]).addCallback(lambda _: None)
+        done = gatherResults([*waits, drained])
+        stop = getattr(server.directory, "stop", None)
+        if stop is not None:  # its goodbyes for the clients, then its own
+            done.addCallback(lambda _: stop())
+        return done.addCallback(lambda _: None)
 
 
 def make_service(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import socket
 from typing import cast
 
@@ -224,6 +225,21 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "Seconds a TLS client has to finish its handshake before it is dropped.",
         ],
         [
+            "redis",
+            None,
+            None,
+            "Make this process one node of a chat shared through Redis: "
+            "redis://[USER:PASSWORD@]HOST:PORT/DB, rediss://... (TLS; ?ca=PATH), "
+            "unix:///PATH?db=DB. [default: in this process only]",
+        ],
+        [
+            "workers",
+            None,
+            "1",
+            "Processes on this machine sharing the listening sockets, each a node of "
+            "--redis (which it needs).",
+        ],
+        [
             "keepalive",
             None,
             "60",
@@ -248,6 +264,9 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         Parse, and turn a usage error into one line and exit status 1: twistd
         would print its whole help page before the line that matters.
         """
+        import sys
+
+        self._argv = list(sys.argv[1:] if options is None else options)
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
@@ -297,6 +316,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     opt_i = opt_interface
 
     _port_given = False
+    _argv: list[str] = []
 
     def postOptions(self) -> None:
         port = _integer("port", self["port"], 0, 65535)
@@ -345,10 +365,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 deny=tuple(self["deny"]),
                 operators=tuple(self["operators"]),
                 tls_timeout=_number("tls-timeout", self["tls-timeout"]),
+                redis=self["redis"],
             )
         except ValueError as e:
             raise usage.UsageError(f"--{e}") from None
         self._check_console()
+        self._check_redis()
         if self["credCheckers"] and (self["classic"] or self["once"]):
             raise usage.UsageError(
                 "--auth: --classic and --once have no logins (nor names, nor rooms)"
@@ -374,7 +396,34 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 raise usage.UsageError(
                     f"--listen: bad endpoint {description!r}: {type(e).__name__}: {e}"
                 ) from None
+        if self["workers"] > 1 and any(d.startswith("ssl:") for d in listen):
+            raise usage.UsageError(
+                "--workers shares plain TCP and UNIX listeners only; put TLS in front "
+                "(or run one process per TLS port)"
+            )
         self["endpoints"] = listen
+
+    def _check_redis(self) -> None:
+        workers = self["workers"] = _integer("workers", self["workers"], 1, 256)
+        if workers > 1 and self["redis"] is None:
+            raise usage.UsageError(
+                "--workers needs --redis: separate processes share their clients' names "
+                "and rooms only through Redis"
+            )
+        if workers > 1 and self["console"]:
+            raise usage.UsageError("--workers: the console needs one process; leave one out")
+        if self["redis"] is None:
+            return
+        if self["classic"] or self["once"]:
+            raise usage.UsageError("--redis: --classic and --once have no names nor rooms to share")
+        from twisted_tcpchat.rooms.redislink import INSTALL_HINT, RedisAddress, redis_available
+
+        try:
+            RedisAddress.parse(self["redis"])
+        except ValueError as e:
+            raise usage.UsageError(f"--{e}") from None
+        if not redis_available():
+            raise usage.UsageError(INSTALL_HINT)
 
     def _check_console(self) -> None:
         if not self["console"]:
@@ -396,13 +445,25 @@ class Options(usage.Options, strcred.AuthOptionMixin):
 
     def getService(self) -> ChatService:
         """The configured service (what L{makeService} returns)."""
-        return make_service(
-            self["endpoints"],
+        from twisted_tcpchat import workers
+
+        reactor = self._get_reactor()
+        endpoints = workers.inherited_endpoints(reactor) or self["endpoints"]
+        service = make_service(
+            endpoints,
             self["config"],
-            reactor=self._get_reactor(),
+            reactor=reactor,
             console=bool(self["console"]),
             checkers=self["credCheckers"],
         )
+        if self["workers"] > 1:
+            workers.WorkerPool(service, self["workers"], self._argv, reactor).setServiceParent(
+                service
+            )
+        parent = os.environ.get("TCPCHAT_PARENT")
+        if parent and os.environ.get(workers.INHERITED):
+            workers.ParentWatch(reactor, int(parent)).setServiceParent(service)
+        return service
 
 
 def makeService(options: Options) -> ChatService:

@@ -107,6 +107,7 @@ class ChatConfig:
     deny: tuple[str, ...] = ()
     operators: tuple[str, ...] = ()
     tls_timeout: float = 10.0
+    redis: str | None = None
 
     def __post_init__(self) -> None:
         try:

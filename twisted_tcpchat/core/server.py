@@ -29,11 +29,12 @@ from twisted_tcpchat.core.session import Peer, Session
 
 
 def directory_for(config: ChatConfig, clock: IReactorTime) -> IDirectory:
-    """The in-process directory with the rooms and settings of C{config}."""
-    from twisted_tcpchat.rooms.memory import Directory
-
-    return Directory(
-        clock,
+    """
+    The directory with the rooms and settings of C{config}: in this process,
+    or shared through Redis with C{config.redis} (C{clock} is then the
+    reactor, which connects to it).
+    """
+    settings = dict(
         default_room=config.default_room,
         rooms=config.rooms,
         create_rooms=config.create_rooms,
@@ -44,6 +45,14 @@ def directory_for(config: ChatConfig, clock: IReactorTime) -> IDirectory:
         reserved={*RESERVED_NAMES, config.console_name},
         room_idle=config.room_idle,
     )
+    if config.redis is not None:
+        from twisted_tcpchat.rooms.redis import RedisDirectory
+        from twisted_tcpchat.rooms.redislink import RedisAddress
+
+        return RedisDirectory(clock, clock, RedisAddress.parse(config.redis), **settings)  # type: ignore[arg-type]
+    from twisted_tcpchat.rooms.memory import Directory
+
+    return Directory(clock, **settings)  # type: ignore[arg-type]
 
 
 class ChatServer:

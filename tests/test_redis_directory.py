@@ -1,0 +1,346 @@
+"""
+The directory shared through Redis, against a redis-server of the tests'
+own: the same contract as the in-memory directory (L{DirectoryContract}),
+then what only a shared directory does - two nodes on one Redis, the
+outbox through an outage, a node's lease.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock, deferLater
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.redis_server import RedisServer
+from tests.test_directory import DirectoryContract
+from twisted_tcpchat.core.events import History, Message
+from twisted_tcpchat.core.interfaces import IDirectory
+from twisted_tcpchat.testing import RecordingParticipant
+
+try:
+    import pytest_twisted
+    from pytest_twisted import blockon
+except ImportError:  # pragma: no cover
+    pytest_twisted = None
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _reactor_greenlet_running() -> bool:
+    """blockon needs pytest-twisted's reactor greenlet (trial has none)."""
+    instances = getattr(pytest_twisted, "_instances", None)
+    return instances is not None and getattr(instances, "gr_twisted", None) is not None
+
+
+def wait(d: Deferred[Any]) -> Any:
+    return blockon(d)
+
+
+class RedisCase(SynchronousTestCase):
+    """A redis-server for the class, and directories on it, one database each."""
+
+    server: RedisServer
+    _tmp: str
+    _databases = itertools.count(0)
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if shutil.which("redis-server") is None:
+            raise SkipTest("redis-server is not installed")
+        if not _reactor_greenlet_running():
+            raise SkipTest("needs pytest-twisted's reactor (run under pytest)")
+        cls._tmp = tempfile.mkdtemp(prefix="tcpchat-redis-")
+        cls.server = RedisServer(Path(cls._tmp)).start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.stop()
+        shutil.rmtree(cls._tmp, ignore_errors=True)
+
+    def redis_directory(self, db: int | None = None, **settings: Any) -> Any:
+        from twisted_tcpchat.rooms.redis import RedisDirectory
+        from twisted_tcpchat.rooms.redislink import RedisAddress
+
+        if db is None:
+            db = next(self._databases) % 16
+            self.server.command("-n", str(db), "FLUSHDB")
+        directory = RedisDirectory(
+            self.clock, reactor, RedisAddress.parse(f"{self.server.url[:-2]}/{db}"), **settings
+        )
+        directory.start()
+        wait(directory.when_ready())
+        self.addCleanup(lambda: wait(directory.stop()))
+        self._directories.append(directory)
+        return directory
+
+    def settle(self) -> None:
+        for directory in self._directories:
+            wait(directory.when_settled())
+        # (what one directory's reading sent may be for another)
+        for directory in self._directories:
+            wait(directory.when_settled())
+
+
+class RedisDirectoryTests(DirectoryContract, RedisCase):
+    """Every case of the directory's contract, on one node of a Redis-backed chat."""
+
+    def setUp(self) -> None:
+        self._directories: list[Any] = []
+        super().setUp()
+
+    def make_directory(self, **settings: Any) -> IDirectory:
+        return self.redis_directory(**settings)  # type: ignore[no-any-return]
+
+    settle = RedisCase.settle
+    banned_for_good = "your address is banned"
+
+    def test_an_empty_room_goes_once_its_history_is_idle(self) -> None:
+        """(In Redis's own time: a room's record expires there, --room-idle after its last line.)"""
+        directory = self.make_directory(room_idle=1.0)
+        a, b = self.entered("a", "b", directory=directory)
+        directory.join(a, "quiet")
+        directory.part(a)  # nothing was said: it goes at once
+        directory.join(b, "chatty")
+        directory.say(b, ["hello"])
+        directory.part(b)
+        directory.list_rooms(a)
+        self.assertEqual(self.lines(a)[-3:], ["* 2 rooms:", "*   #chatty (0)", "*   #lobby (2)"])
+        deadline = reactor.seconds() + 30
+        while reactor.seconds() < deadline:
+            directory.list_rooms(a)
+            if self.lines(a)[-2:] == ["* 1 room:", "*   #lobby (2)"]:
+                break
+            wait(deferLater(reactor, 0.1, lambda: None))
+        else:
+            self.fail("#chatty did not close")
+
+
+class SharedChatTests(RedisCase):
+    """Two nodes on one Redis: one chat."""
+
+    def setUp(self) -> None:
+        self._directories = []
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.db = next(self._databases) % 16
+        self.server.command("-n", str(self.db), "FLUSHDB")
+        self.one = self.redis_directory(self.db)
+        self.two = self.redis_directory(self.db)
+
+    def enter(self, directory: Any, name: str, **kwargs: Any) -> RecordingParticipant:
+        person = RecordingParticipant(name, address=kwargs.pop("address", "192.0.2.50"))
+        directory.enter(person, name=name, **kwargs)
+        self.settle()
+        person.take()
+        return person
+
+    def test_every_member_on_every_node_sees_one_order(self) -> None:
+        """Lines said at once on two nodes reach everyone in one order, a sender's in its own."""
+        a = self.enter(self.one, "a")
+        b = self.enter(self.two, "b")
+        c = self.enter(self.one, "c")
+        d = self.enter(self.two, "d")
+        for person in (a, b, c, d):
+            person.take()
+        for i in range(30):
+            self.one.say(a, [f"a{i}"])
+            self.two.say(b, [f"b{i}", f"b{i}+"])
+        self.settle()
+        seen = {p.label: [line for line in p.lines()] for p in (a, b, c, d)}
+        self.assertEqual(seen["c"], seen["d"])
+        self.assertEqual(len(seen["c"]), 90)
+        self.assertEqual(
+            [x for x in seen["c"] if x.startswith("<a>")], [f"<a> a{i}" for i in range(30)]
+        )
+        b_lines = [x for x in seen["c"] if x.startswith("<b>")]
+        self.assertEqual(b_lines, [f"<b> b{i}{plus}" for i in range(30) for plus in ("", "+")])
+        self.assertEqual(seen["a"], [x for x in seen["c"] if not x.startswith("<a>")])
+
+    def test_two_clients_on_two_nodes_race_for_a_name(self) -> None:
+        """Exactly one of two clients entering under one name at once gets it."""
+        for round_ in range(5):
+            x, y = RecordingParticipant(), RecordingParticipant()
+            self.one.enter(x, name=f"alice{round_}")
+            self.two.enter(y, name=f"ALICE{round_}")
+            self.settle()
+            names = sorted(p.name for p in (x, y))
+            self.assertEqual(names[0], "")
+            self.assertIn(names[1].lower(), f"alice{round_}")
+            loser, asked = (x, f"alice{round_}") if x.name == "" else (y, f"ALICE{round_}")
+            self.assertEqual(loser.lines(), [f"error: the name '{asked}' is taken"])
+
+    def test_private_who_and_whois_across_nodes(self) -> None:
+        a = self.enter(self.one, "alice")
+        b = self.enter(self.two, "bob")
+        a.take()
+        self.two.whisper(b, "ALICE", "psst")
+        self.settle()
+        self.assertEqual(a.lines(), ["[private from bob] psst"])
+        self.assertEqual(b.lines(), ["[private to alice] psst"])
+        self.clock.advance(120)
+        self.one.say(a, ["hi"])
+        self.two.who(b)
+        self.settle()
+        self.assertEqual(
+            b.lines(), ["<alice> hi", "* 2 in #lobby:", "*   alice (idle 0s)", "*   bob (idle 2m)"]
+        )
+        self.one.whois(a, "bob")
+        self.settle()
+        self.assertEqual(a.lines(), ["* bob is in #lobby (idle 2m)"])
+
+    def test_kick_and_ban_across_nodes(self) -> None:
+        op = self.enter(self.one, "op", operator=True)
+        b = self.enter(self.two, "b", address="198.51.100.7")
+        c = self.enter(self.two, "c", address="198.51.100.8")
+        self.one.kick(op, "b", "spam")
+        self.settle()
+        self.assertEqual(b.gone, "kicked by op: spam")
+        self.assertIn("* b left (kicked by op: spam)", c.lines())
+        self.one.ban(op, "c", 600)
+        self.settle()
+        self.assertEqual(c.gone, "banned by op")
+        self.assertEqual(op.lines()[-1], "* banned 198.51.100.8/32 for 10m")
+        for node in (self.one, self.two):
+            self.assertEqual(node.banned("198.51.100.8"), "your address is banned for another 10m")
+            self.assertIsNone(node.banned("198.51.100.7"))
+        newcomer = self.redis_directory(self.db)
+        self.assertIsNotNone(newcomer.banned("198.51.100.8"))
+
+    def test_history_then_live_from_one_record(self) -> None:
+        """A newcomer arriving during a flood hears every line once: history, then live."""
+        a = self.enter(self.one, "a")
+        newcomer = RecordingParticipant()
+        for i in range(200):
+            self.one.say(a, [f"{i}"])
+            if i == 100:
+                self.two.enter(newcomer, name="n")
+        self.settle()
+        heard: list[str] = []
+        for event in newcomer.take():
+            if isinstance(event, History):
+                heard += [line for e in event.entries for line in e.lines]  # type: ignore[union-attr]
+            elif isinstance(event, Message):
+                heard += list(event.lines)
+        first = int(heard[0])
+        self.assertEqual(heard, [str(i) for i in range(first, 200)])
+        self.assertLessEqual(first, 200 - 20)
+
+    def test_a_node_whose_lease_ends_is_reaped(self) -> None:
+        """A node gone silent (killed) is noticed: its members leave (node lost), names freed."""
+        lost = self.redis_directory(self.db, lease=1.0)
+        self.two._lease = 1.0
+        b = self.enter(self.two, "b")
+        a = self.enter(lost, "a")
+        self.settle()
+        b.take()
+        # Dies without a word: no goodbye, no more heartbeats.
+        lost._stopping = True
+        lost._heartbeat.stop()
+        wait(lost._writer.stop())
+        wait(lost._reader.stop())
+        self._directories.remove(lost)
+        deadline = reactor.seconds() + 30
+        while "* a left (node lost)" not in b.lines() and reactor.seconds() < deadline:
+            wait(deferLater(reactor, 0.2, lambda: None))
+            self.two._beat()
+            self.settle()
+        again = self.enter(self.two, "a")
+        self.assertEqual(again.name, "a")
+        del a
+
+    def test_a_graceful_stop_says_goodbye_at_once(self) -> None:
+        leaving = self.redis_directory(self.db)
+        b = self.enter(self.two, "b")
+        a = self.enter(leaving, "a")
+        b.take()
+        leaving.leave(a, "server shutting down")
+        self._directories.remove(leaving)
+        wait(leaving.stop())
+        self.settle()
+        self.assertEqual(b.lines(), ["* a left (server shutting down)"])
+        self.assertEqual(
+            self.server.command("-n", str(self.db), "ZCARD", "{tcpchat}:nodes"), "(integer) 2"
+        )
+
+
+class OutageTests(RedisCase):
+    """Redis stopped and started again under the nodes: nothing lost, nothing twice."""
+
+    def setUp(self) -> None:
+        self._directories = []
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.tmp = Path(tempfile.mkdtemp(prefix="tcpchat-outage-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.own = RedisServer(self.tmp, persistent=True).start()
+        self.addCleanup(self.own.stop)
+        self.logged: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace") == "tcpchat":
+                self.logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def node(self, **settings: Any) -> Any:
+        from twisted_tcpchat.rooms.redis import RedisDirectory
+        from twisted_tcpchat.rooms.redislink import RedisAddress
+
+        directory = RedisDirectory(
+            self.clock, reactor, RedisAddress.parse(self.own.url), **settings
+        )
+        directory.start()
+        wait(directory.when_ready())
+        self.addCleanup(lambda: wait(directory.stop(grace=0.5)))
+        self._directories.append(directory)
+        return directory
+
+    def test_lines_said_during_an_outage_arrive_once_in_order(self) -> None:
+        one, two = self.node(), self.node()
+        a, b = RecordingParticipant(), RecordingParticipant()
+        one.enter(a, name="a")
+        two.enter(b, name="b")
+        self.settle()
+        a.take()
+        b.take()
+        for i in range(5):
+            one.say(a, [f"before {i}"])
+        self.own.stop(kill=True)
+        for i in range(5):
+            one.say(a, [f"during {i}"])
+        self.own.start()
+        for i in range(5):
+            one.say(a, [f"after {i}"])
+        self.settle()
+        expected = [f"<a> {when} {i}" for when in ("before", "during", "after") for i in range(5)]
+        heard = [line for line in b.lines() if line.startswith("<a>")]
+        self.assertEqual(heard, expected)
+        self.assertEqual(a.lines(), [])
+        lost = [line for line in self.logged if "lost" in line and "redis" in line]
+        back = [line for line in self.logged if "is back after" in line]
+        self.assertEqual((len(lost), len(back)), (2, 2), self.logged)  # (one of each per node)
+
+    def test_past_the_limit_senders_are_told(self) -> None:
+        one = self.node(outbox_limit=3)
+        a = RecordingParticipant()
+        one.enter(a, name="a")
+        self.settle()
+        a.take()
+        self.own.stop(kill=True)
+        for i in range(5):
+            one.say(a, [f"line {i}"])
+        lines = a.lines()
+        self.assertEqual(len(lines), 2)
+        self.assertTrue(all(line.startswith("error: not delivered") for line in lines), lines)
+        self.own.start()
+        self.settle()

@@ -1,0 +1,351 @@
+"""
+The Lua scripts the Redis directory runs, and the keys they touch.
+
+Each change is one script, so related keys never drift apart (a counter
+without its record, a name without its member).  Keys shared by the whole
+chat carry the hash tag C{{tcpchat}}; each room's keys carry the room's own
+tag, so a Redis Cluster keeps one room in one slot and spreads the rooms.
+
+A script that writes takes the writing node's id and a number that grows
+with each request it sends: a request sent again after a lost connection
+is recognised and not applied twice.  docs/scaling.md describes the design.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+GLOBAL = "{tcpchat}"
+NODES = f"{GLOBAL}:nodes"  # zset: node id -> lease end (ms, Redis time)
+MEMBERS = f"{GLOBAL}:members"  # hash: lower-case name -> JSON of the member
+ACTIVE = f"{GLOBAL}:active"  # hash: lower-case name -> last time active (s)
+ROOMS = f"{GLOBAL}:rooms"  # hash: lower-case room name -> its name
+BANS = f"{GLOBAL}:bans"  # hash: network -> until (s) or ''
+CONTROL = f"{GLOBAL}:control"  # stream: bans made and lifted, for every node
+APPLIED = f"{GLOBAL}:applied"  # hash: node id -> last request applied
+GUESTS = f"{GLOBAL}:guests"  # counter of guest names
+EPOCH = f"{GLOBAL}:epoch"  # changes when Redis has lost its data
+
+
+def node_key(node: str) -> str:
+    """hash: C{p:PID} -> lower-case name, for each member a node holds."""
+    return f"{GLOBAL}:node:{node}"
+
+
+def inbox_key(node: str) -> str:
+    """stream: private messages and kicks for a node's members."""
+    return f"{GLOBAL}:inbox:{node}"
+
+
+def room_keys(lower: str) -> tuple[str, str]:
+    """A room's record (stream) and its meta hash, in one slot."""
+    return f"tcpchat:room:{{{lower}}}:log", f"tcpchat:room:{{{lower}}}:meta"
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    text: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
+        object.__setattr__(self, "sha", digest)  # (Redis names a script by its SHA-1)
+
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: KEYS members, node hash, guests, active.
+#: ARGV node, pid, name ('' for a guest), lower name, room, op, address, now.
+ENTER = Script(
+    "enter",
+    """
+local prior = redis.call('HGET', KEYS[2], 'p:' .. ARGV[2])
+if prior then
+  local m = redis.call('HGET', KEYS[1], prior)
+  if m then return {'ok', cjson.decode(m).name} end
+end
+local name, lower = ARGV[3], ARGV[4]
+if name == '' then
+  repeat
+    name = 'guest' .. redis.call('INCR', KEYS[3])
+    lower = name
+  until redis.call('HEXISTS', KEYS[1], lower) == 0
+elseif redis.call('HEXISTS', KEYS[1], lower) == 1 then
+  return {'taken'}
+end
+redis.call('HSET', KEYS[1], lower, cjson.encode({node=ARGV[1], pid=ARGV[2], name=name,
+  room=ARGV[5], op=ARGV[6], addr=ARGV[7], since=ARGV[8]}))
+redis.call('HSET', KEYS[2], 'p:' .. ARGV[2], lower)
+redis.call('HSET', KEYS[4], lower, ARGV[8])
+return {'ok', name}
+""",
+)
+
+#: KEYS members, node hash, active.  ARGV node, pid.
+LEAVE = Script(
+    "leave",
+    """
+local lower = redis.call('HGET', KEYS[2], 'p:' .. ARGV[2])
+if not lower then return 0 end
+redis.call('HDEL', KEYS[2], 'p:' .. ARGV[2])
+local m = redis.call('HGET', KEYS[1], lower)
+if m then
+  local d = cjson.decode(m)
+  if d.node == ARGV[1] and d.pid == ARGV[2] then
+    redis.call('HDEL', KEYS[1], lower)
+    redis.call('HDEL', KEYS[3], lower)
+  end
+end
+return 1
+""",
+)
+
+#: KEYS members, node hash, active.  ARGV node, pid, new name, its lower case, now.
+RENAME = Script(
+    "rename",
+    """
+local lower = redis.call('HGET', KEYS[2], 'p:' .. ARGV[2])
+if not lower then return {'gone'} end
+local m = redis.call('HGET', KEYS[1], lower)
+if not m then return {'gone'} end
+if ARGV[4] ~= lower and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 1 then return {'taken'} end
+local d = cjson.decode(m)
+d.name = ARGV[3]
+redis.call('HDEL', KEYS[1], lower)
+redis.call('HSET', KEYS[1], ARGV[4], cjson.encode(d))
+redis.call('HDEL', KEYS[3], lower)
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[2], 'p:' .. ARGV[2], ARGV[4])
+return {'ok'}
+""",
+)
+
+#: KEYS members, node hash, rooms.
+#: ARGV node, pid, room's lower name, its name, may create ('1'/'0'), most rooms.
+MOVE = Script(
+    "move",
+    """
+local lower = redis.call('HGET', KEYS[2], 'p:' .. ARGV[2])
+if not lower then return {'gone'} end
+local m = redis.call('HGET', KEYS[1], lower)
+if not m then return {'gone'} end
+local display = redis.call('HGET', KEYS[3], ARGV[3])
+local created = '0'
+if not display then
+  if ARGV[5] ~= '1' then return {'nocreate'} end
+  if redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[6]) then return {'full'} end
+  display = ARGV[4]
+  created = '1'
+  redis.call('HSET', KEYS[3], ARGV[3], display)
+end
+local d = cjson.decode(m)
+d.room = display
+redis.call('HSET', KEYS[1], lower, cjson.encode(d))
+return {'ok', display, created}
+""",
+)
+
+#: One room's change, appended to its ordered record.
+#: KEYS log, meta.
+#: ARGV node, request, kind, sender, token, text, other, at, lines, record
+#: size, history lines, room name, flag (an operator's topic; a permanent
+#: room; the lock), idle ms, node to forget.
+#: Kinds: m message, a action, j joined, i came in, l left, o went out,
+#: r renamed, t topic, n notice; without an entry: k lock, R restore.
+#: Answers C{ok, entry id, room seq, topic (on arrival) or 'closed' (the
+#: last one left a room where nothing was said), members (on arrival), the
+#: newest history entries...}, or C{dup} (applied already), C{locked},
+#: C{noroom}.
+ROOM = Script(
+    "room",
+    """
+local log, meta = KEYS[1], KEYS[2]
+local kind = ARGV[3]
+if ARGV[15] ~= '' then redis.call('HDEL', meta, 'w:' .. ARGV[15]) end
+local applied = tonumber(redis.call('HGET', meta, 'w:' .. ARGV[1]) or '0')
+if tonumber(ARGV[2]) <= applied then return {'dup'} end
+if kind == 'n' and redis.call('EXISTS', meta) == 0 then return {'noroom'} end
+redis.call('HSET', meta, 'w:' .. ARGV[1], ARGV[2], 'name', ARGV[12])
+if kind == 't' then
+  if ARGV[13] ~= '1' and redis.call('HGET', meta, 'locked') == '1' then return {'locked'} end
+  redis.call('HSET', meta, 'topic', ARGV[6])
+elseif kind == 'k' then
+  redis.call('HSET', meta, 'locked', ARGV[13])
+  return {'ok'}
+elseif kind == 'R' then
+  redis.call('HINCRBY', meta, 'members', 1)
+  redis.call('PERSIST', meta)
+  redis.call('PERSIST', log)
+  return {'ok'}
+elseif kind == 'j' or kind == 'i' then
+  redis.call('HINCRBY', meta, 'members', 1)
+  if ARGV[13] == '1' then redis.call('HSET', meta, 'permanent', '1') end
+end
+local nl = tonumber(ARGV[9])
+local q = redis.call('HINCRBY', meta, 'seq', 1)
+local total = redis.call('HINCRBY', meta, 'lines', nl)
+if nl > 0 then redis.call('HSET', meta, 'said', '1') end
+local id = redis.call('XADD', log, 'MAXLEN', '~', ARGV[10], '*',
+  'k', kind, 's', ARGV[4], 'p', ARGV[5], 'x', ARGV[6], 'o', ARGV[7], 'at', ARGV[8],
+  'q', q, 'l', total, 'n', nl)
+local result = {'ok', id, q, '', 0}
+if kind == 'l' or kind == 'o' then
+  local members = redis.call('HINCRBY', meta, 'members', -1)
+  if members <= 0 then
+    redis.call('HSET', meta, 'members', 0)
+    local topic = redis.call('HGET', meta, 'topic') or ''
+    if topic == '' and redis.call('HGET', meta, 'permanent') ~= '1' then
+      if redis.call('HGET', meta, 'said') ~= '1' then
+        redis.call('DEL', log, meta)
+        result[4] = 'closed'
+      else
+        redis.call('PEXPIRE', log, ARGV[14])
+        redis.call('PEXPIRE', meta, ARGV[14])
+      end
+    end
+  end
+elseif kind == 'j' or kind == 'i' then
+  redis.call('PERSIST', log)
+  redis.call('PERSIST', meta)
+  result[4] = redis.call('HGET', meta, 'topic') or ''
+  result[5] = tonumber(redis.call('HGET', meta, 'members'))
+  local want = tonumber(ARGV[11])
+  local got, scanned, from = 0, 0, id
+  while got < want and scanned < 5000 do
+    local chunk = redis.call('XREVRANGE', log, '(' .. from, '-', 'COUNT', 200)
+    if #chunk == 0 then break end
+    for _, entry in ipairs(chunk) do
+      scanned = scanned + 1
+      from = entry[1]
+      local f = entry[2]
+      if f[2] == 'm' or f[2] == 'a' then
+        table.insert(result, entry)
+        got = got + tonumber(f[18])
+        if got >= want then break end
+      end
+    end
+  end
+end
+return result
+""",
+)
+
+#: KEYS members, applied.  ARGV node, request, target's lower name, sender, text, at.
+WHISPER = Script(
+    "whisper",
+    """
+local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) <= applied then return {'dup'} end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local m = redis.call('HGET', KEYS[1], ARGV[3])
+if not m then return {'none'} end
+local d = cjson.decode(m)
+local inbox = '{tcpchat}:inbox:' .. d.node
+redis.call('XADD', inbox, 'MAXLEN', '~', 1000, '*', 'k', 'w', 's', ARGV[4], 't', d.name,
+  'x', ARGV[5], 'at', ARGV[6])
+redis.call('PEXPIRE', inbox, 60000)
+return {'ok', d.name}
+""",
+)
+
+#: KEYS members, applied.  ARGV node, request, target's lower name, why, notice.
+KICK = Script(
+    "kick",
+    """
+local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) <= applied then return {'dup'} end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local m = redis.call('HGET', KEYS[1], ARGV[3])
+if not m then return {'none'} end
+local d = cjson.decode(m)
+local inbox = '{tcpchat}:inbox:' .. d.node
+redis.call('XADD', inbox, 'MAXLEN', '~', 1000, '*', 'k', 'k', 't', d.pid, 'o', ARGV[4],
+  'x', ARGV[5])
+redis.call('PEXPIRE', inbox, 60000)
+return {'ok', d.name}
+""",
+)
+
+#: KEYS bans, control, applied.  ARGV node, request, network, until ('' none),
+#: operator's token ('' to lift the ban), operator's name.
+BAN = Script(
+    "ban",
+    """
+local applied = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+if tonumber(ARGV[2]) <= applied then return {'dup'} end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+if ARGV[5] == '' then
+  if redis.call('HDEL', KEYS[1], ARGV[3]) == 0 then return {'none'} end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'k', 'u', 'x', ARGV[3])
+else
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'k', 'b', 'x', ARGV[3], 'o', ARGV[4],
+    'p', ARGV[5], 's', ARGV[6])
+end
+return {'ok'}
+""",
+)
+
+#: KEYS nodes, node hash, inbox.  ARGV node, lease ms, keep ms, first ('1'/'0').
+HEARTBEAT = Script(
+    "heartbeat",
+    _NOW
+    + """
+if ARGV[4] ~= '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'reaped' end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return 'ok'
+""",
+)
+
+#: KEYS nodes, members, active, applied.  ARGV this node.
+#: The first node whose lease has ended: its members' names freed, and
+#: returned (name, room, ...) for their rooms to hear they left.
+REAP = Script(
+    "reap",
+    _NOW
+    + """
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)
+if #dead == 0 or dead[1] == ARGV[1] then return {} end
+local d = dead[1]
+local hash = '{tcpchat}:node:' .. d
+local out = {d}
+local fields = redis.call('HGETALL', hash)
+for i = 1, #fields, 2 do
+  local lower = fields[i + 1]
+  local m = redis.call('HGET', KEYS[2], lower)
+  if m then
+    local x = cjson.decode(m)
+    if x.node == d then
+      redis.call('HDEL', KEYS[2], lower)
+      redis.call('HDEL', KEYS[3], lower)
+      table.insert(out, x.name)
+      table.insert(out, x.room)
+    end
+  end
+end
+redis.call('DEL', hash, '{tcpchat}:inbox:' .. d)
+redis.call('ZREM', KEYS[1], d)
+redis.call('HDEL', KEYS[4], d)
+return out
+""",
+)
+
+#: KEYS nodes, node hash, inbox, applied.  ARGV node.  A node stopping.
+BYE = Script(
+    "bye",
+    """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HDEL', KEYS[4], ARGV[1])
+return 'ok'
+""",
+)
+
+ALL = (ENTER, LEAVE, RENAME, MOVE, ROOM, WHISPER, KICK, BAN, HEARTBEAT, REAP, BYE)
