@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -49,6 +50,13 @@ def without_workers(argv: Sequence[str]) -> list[str]:
     return out
 
 
+class InheritedSocket(AdoptedStreamServerEndpoint):
+    """A listening socket a worker was given by the first process."""
+
+    def __repr__(self) -> str:
+        return f"the first process's listening socket (fd {self.fileno})"
+
+
 def inherited_endpoints(reactor: Any) -> list[AdoptedStreamServerEndpoint] | None:
     """The listening sockets this worker was given, or None when it is not a worker."""
     text = os.environ.get(INHERITED)
@@ -57,7 +65,7 @@ def inherited_endpoints(reactor: Any) -> list[AdoptedStreamServerEndpoint] | Non
     endpoints = []
     for item in text.split(","):
         fd, _, family = item.partition(":")
-        endpoints.append(AdoptedStreamServerEndpoint(reactor, int(fd), int(family)))
+        endpoints.append(InheritedSocket(reactor, int(fd), int(family)))
     return endpoints
 
 
@@ -86,6 +94,7 @@ class WorkerPool(Service):
         self.reactor = reactor
         self.workers: dict[int, tuple[_Worker, Any]] = {}
         self._stopping = False
+        self._delays: dict[int, float] = {}
 
     def startService(self) -> None:
         super().startService()
@@ -128,12 +137,15 @@ class WorkerPool(Service):
             del self.workers[worker.number]
         if self._stopping:
             return
+        # Started again after a second, or later if it keeps ending (a bad setting).
+        delay = self._delays[worker.number] = min(self._delays.get(worker.number, 0.5) * 2, 30.0)
         log.warn(
-            "tcpchat worker {number} ended ({why}); starting it again",
+            "tcpchat worker {number} ended ({why}); starting it again in {delay:g} s",
             number=worker.number,
             why=str(why),
+            delay=delay,
         )
-        self.reactor.callLater(1.0, self._respawn, worker.number)
+        self.reactor.callLater(delay, self._respawn, worker.number)
 
     def _respawn(self, number: int) -> None:
         if not self._stopping and number not in self.workers:
@@ -169,13 +181,15 @@ class ParentWatch(Service):
 
     def __init__(self, reactor: Any, parent: int) -> None:
         self.reactor = reactor
-        self.parent = parent
+        self.parent_pid = parent
         self._loop = LoopingCall(self._check)
         self._loop.clock = reactor
 
     def startService(self) -> None:
         super().startService()
         self._loop.start(1.0, now=False)
+        # Ctrl-C at the terminal reaches every process; the first one stops the others.
+        self.reactor.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
 
     def stopService(self) -> None:
         super().stopService()
@@ -183,7 +197,7 @@ class ParentWatch(Service):
             self._loop.stop()
 
     def _check(self) -> None:
-        if os.getppid() != self.parent:
+        if os.getppid() != self.parent_pid:
             log.warn("tcpchat: the process that started this worker is gone; stopping")
             self._loop.stop()
             self.reactor.stop()

@@ -402,9 +402,6 @@ class RedisDirectory:
         if self._started:
             return
         self._started = True
-        log.info(
-            "tcpchat node {node} uses Redis at {address}", node=self.node, address=str(self.address)
-        )
         self._writer.start()
         self._reader.start()
 
@@ -521,6 +518,11 @@ class RedisDirectory:
             now = self._clock.seconds()
             for network_text, until_text in _fields(ban_fields or []).items():
                 self._apply_ban(network_text, until_text, now)
+            log.info(
+                "tcpchat node {node} joined the chat at {address}",
+                node=self.node,
+                address=str(self.address),
+            )
             self._outbox.connected(self._writer)
             self._heartbeat.start(self._lease / (LEASE / HEARTBEAT), now=True)
             self._maybe_ready()

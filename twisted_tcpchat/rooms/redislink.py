@@ -129,6 +129,8 @@ class _ProtocolFactory(Factory):
         protocol.factory = self
         return protocol
 
+    noisy = False
+
     # txredisapi's protocol tells its factory of a failed AUTH this way.
     def stopTrying(self) -> None:
         pass
