@@ -187,8 +187,12 @@ def test_operators_kick_and_ban_across_nodes(cluster: Cluster) -> None:
     op.send("/ban mallory 10m")
     op.expect("* banned 127.0.0.2/32 for 10m")
     op.expect("* mallory left (banned by op)")
-    wait_for(lambda: any(re.fullmatch(r"\* you were banned by op for (9|10)m", line)
-                         for line in mallory.pump()), "mallory told")
+    wait_for(
+        lambda: any(
+            re.fullmatch(r"\* you were banned by op for (9|10)m", line) for line in mallory.pump()
+        ),
+        "mallory told",
+    )
     # The other node refuses the banned address at once.
     refused = socket.create_connection(("127.0.0.1", port2), source_address=("127.0.0.2", 0))
     refused.settimeout(DEADLINE)

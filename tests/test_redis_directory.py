@@ -282,7 +282,8 @@ class OutageTests(RedisCase):
         self.tmp = Path(tempfile.mkdtemp(prefix="tcpchat-outage-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.own = RedisServer(self.tmp, persistent=True).start()
-        self.addCleanup(self.own.stop)
+        self._port = self.own.port
+        self.addCleanup(lambda: self.own.stop())
         self.logged: list[str] = []
 
         def observe(event: dict[str, Any]) -> None:
@@ -344,3 +345,33 @@ class OutageTests(RedisCase):
         self.assertTrue(all(line.startswith("error: not delivered") for line in lines), lines)
         self.own.start()
         self.settle()
+
+    def test_a_redis_that_lost_everything_is_told_who_is_here(self) -> None:
+        """Redis restarted empty (no persistence): nodes tell it who is here; names stay unique."""
+        self.own.stop()
+        self.own = RedisServer(self.tmp, persistent=False)
+        self.own.port = self._port
+        self.own.start()
+        one, two = self.node(), self.node()
+        a, b = RecordingParticipant(), RecordingParticipant()
+        one.enter(a, name="a")
+        two.enter(b, name="b")
+        self.settle()
+        self.own.stop(kill=True)
+        self.own.start()
+        one.say(a, ["still here"])
+        self.settle()
+        deadline = reactor.seconds() + 30
+        while reactor.seconds() < deadline:
+            two.who(b)
+            self.settle()
+            if b.lines()[-3:] == ["* 2 in #lobby:", "*   a (idle 0s)", "*   b (idle 0s)"]:
+                break
+            wait(deferLater(reactor, 0.1, lambda: None))
+        else:
+            self.fail("the members were not told to Redis again")
+        taker = RecordingParticipant()
+        two.enter(taker, name="A")
+        self.settle()
+        self.assertEqual(taker.lines(), ["error: the name 'A' is taken"])
+        self.assertIsNone(a.gone)

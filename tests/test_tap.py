@@ -353,3 +353,62 @@ class ExportTests(SynchronousTestCase):
         from importlib.metadata import version
 
         self.assertEqual(twisted_tcpchat.__version__, version("twisted-tcpchat"))
+
+
+class RedisOptionsTests(SynchronousTestCase):
+    """--redis and --workers: what they need, and one line when it is missing."""
+
+    def assertRefused(self, argv: list[str], message: str) -> None:
+        OptionsTests.assertRefused(self, argv, message)  # type: ignore[arg-type]
+
+    def test_redis_urls(self) -> None:
+        from twisted_tcpchat.rooms.redislink import RedisAddress
+
+        address = RedisAddress.parse("redis://user:pw@[::1]:6380/3")
+        self.assertEqual((address.host, address.port, address.db), ("::1", 6380, 3))
+        self.assertEqual((address.username, address.password), ("user", "pw"))
+        self.assertEqual(str(address), "redis://[::1]:6380/3")
+        address = RedisAddress.parse("unix:///run/redis.sock?db=2")
+        self.assertEqual((address.path, address.db), ("/run/redis.sock", 2))
+        address = RedisAddress.parse("rediss://cache.example:6390?ca=/etc/ca.pem")
+        self.assertEqual((address.scheme, address.ca, address.db), ("rediss", "/etc/ca.pem", 0))
+        self.assertEqual(
+            parse("--redis", "redis://127.0.0.1:6379/0")["config"].redis, "redis://127.0.0.1:6379/0"
+        )
+
+    def test_bad_redis_urls(self) -> None:
+        for url, problem in [
+            ("http://x", "is not a redis://"),
+            ("redis://:6379/0", "names no host"),
+            ("redis://h:port/0", "bad port"),
+            ("redis://h:6379/zero", "the database must be a number"),
+            ("unix://", "names no socket path"),
+        ]:
+            self.assertRefused(["--redis", url], problem)
+
+    def test_workers_need_redis(self) -> None:
+        self.assertRefused(["--workers", "2"], "--workers needs --redis")
+        self.assertRefused(["--workers", "0"], "--workers")
+        self.assertRefused(
+            ["--workers", "2", "--redis", "redis://h/0", "--listen", "ssl:1:privateKey=k"],
+            "--workers shares plain TCP and UNIX listeners only",
+        )
+
+    def test_redis_has_no_classic_mode(self) -> None:
+        self.assertRefused(["--redis", "redis://h/0", "--classic"], "--redis: --classic")
+
+    def test_redis_without_the_client_library_says_what_to_install(self) -> None:
+        from twisted_tcpchat.rooms import redislink
+
+        self.patch(redislink, "redis_available", lambda: False)
+        self.assertRefused(["--redis", "redis://h/0"], "pip install 'twisted-tcpchat[redis]'")
+
+    def test_workers_service(self) -> None:
+        from twisted_tcpchat.workers import WorkerPool, without_workers
+
+        options = parse("--redis", "redis://h/0", "--workers=3", "--port", "0")
+        pool = [s for s in options.getService() if isinstance(s, WorkerPool)]
+        self.assertEqual(len(pool), 1)
+        self.assertEqual(pool[0].count, 3)
+        self.assertEqual(pool[0].argv, ["--redis", "redis://h/0", "--port", "0"])
+        self.assertEqual(without_workers(["--workers", "2", "-p", "1"]), ["-p", "1"])

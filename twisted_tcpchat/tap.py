@@ -382,6 +382,11 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         listen = [with_backlog(d, backlog) for d in self["listen"]]
         if self._port_given or not listen:
             listen.append(tcp_description(port, interface, backlog))
+        if self["workers"] > 1 and any(d.startswith("ssl:") for d in listen):
+            raise usage.UsageError(
+                "--workers shares plain TCP and UNIX listeners only; put TLS in front "
+                "(or run one process per TLS port)"
+            )
         reactor = self._get_reactor()
         for description in listen:
             if description.startswith("ssl:") and ":sslmethod=" in description:
@@ -396,11 +401,6 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 raise usage.UsageError(
                     f"--listen: bad endpoint {description!r}: {type(e).__name__}: {e}"
                 ) from None
-        if self["workers"] > 1 and any(d.startswith("ssl:") for d in listen):
-            raise usage.UsageError(
-                "--workers shares plain TCP and UNIX listeners only; put TLS in front "
-                "(or run one process per TLS port)"
-            )
         self["endpoints"] = listen
 
     def _check_redis(self) -> None:

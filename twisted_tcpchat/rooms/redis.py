@@ -377,6 +377,7 @@ class RedisDirectory:
         self._lost_at: float | None = None
         self._connected_at = 0.0
         self._first_heartbeat = True
+        self._in_chat = False  # (connected, and Redis told who is here)
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
         self._writer = RedisLink(
@@ -492,6 +493,7 @@ class RedisDirectory:
                 count=len(self._outbox),
             )
             self._lost_at = None
+        self._in_chat = True
         if lost_data:
             log.warn(
                 "redis: {address} lost the chat's data; telling it who is here again",
@@ -523,6 +525,7 @@ class RedisDirectory:
                 node=self.node,
                 address=str(self.address),
             )
+            self._in_chat = True
             self._outbox.connected(self._writer)
             self._heartbeat.start(self._lease / (LEASE / HEARTBEAT), now=True)
             self._maybe_ready()
@@ -532,6 +535,7 @@ class RedisDirectory:
         return done.addCallback(loaded)
 
     def _writer_lost(self) -> None:
+        self._in_chat = False
         self._outbox.lost()
         if self._stopping or self._lost_at is not None:
             return
@@ -1532,10 +1536,10 @@ class RedisDirectory:
             if reply == "reaped":
                 self._reaped()
 
-        keys = (scripts.NODES, scripts.node_key(self.node), self._inbox)
-        args = (self.node, int(self._lease * 1000), int(self._lease * 10_000), first)
+        keys = (scripts.NODES, scripts.node_key(self.node), self._inbox, scripts.EPOCH)
+        args = (self.node, int(self._lease * 1000), int(self._lease * 10_000), first, self._epoch)
         # Heartbeats are not held through an outage: the next one goes.
-        if self._writer.connected:
+        if self._in_chat:
             self._send(scripts.HEARTBEAT, keys, args, answered)
             self._reap()
 

@@ -291,11 +291,15 @@ return {'ok'}
 """,
 )
 
-#: KEYS nodes, node hash, inbox.  ARGV node, lease ms, keep ms, first ('1'/'0').
+#: KEYS nodes, node hash, inbox, epoch.
+#: ARGV node, lease ms, keep ms, first ('1'/'0'), the epoch the node knows.
+#: A heartbeat from before Redis lost its data (held through the outage)
+#: is C{stale}: the node tells Redis again who is here, then beats anew.
 HEARTBEAT = Script(
     "heartbeat",
     _NOW
     + """
+if redis.call('GET', KEYS[4]) ~= ARGV[5] then return 'stale' end
 if ARGV[4] ~= '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'reaped' end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
