@@ -29,12 +29,16 @@ class RedisServer:
 
     @param persistent: with an append-only file synced at every write, so a
         restart (even after kill -9) keeps everything acknowledged.
+    @param extra: more redis-server options (TLS, a UNIX socket).
     """
 
-    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, persistent: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         self.directory = directory
         self.port = free_port()
         self.persistent = persistent
+        self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
         self.log = directory / "redis.log"
 
@@ -60,7 +64,7 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen([*args, *self.extra], stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

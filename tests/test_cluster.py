@@ -39,9 +39,11 @@ class Cluster:
         self.tmp_path = tmp_path
         self.redis = redis
         self.nodes: list[tuple[Process, int]] = []
+        self.started = 0
 
     def start(self, *args: str) -> tuple[Process, int]:
-        directory = self.tmp_path / f"node{len(self.nodes) + 1}"
+        self.started += 1
+        directory = self.tmp_path / f"node{self.started}"
         directory.mkdir()
         node = start_twistd(directory, "--redis", self.redis.url, *args)
         node[0].wait_for_output(r"joined the chat at redis://")
@@ -333,3 +335,28 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_history_and_topics_survive_a_restart_of_everything(
+    cluster: Cluster, redis: RedisServer
+) -> None:
+    """With Redis persistence on, nodes and Redis all restarted: topics and history are there."""
+    _, port = cluster.start()
+    alice = named(port, "alice")
+    alice.send("/join dev")
+    alice.expect("* you are now in #dev")
+    alice.send("/topic release on Friday")
+    alice.expect("* alice set the topic of #dev: release on Friday")
+    alice.send("the build is green")
+    alice.send("/who")
+    alice.expect("* 1 in #dev:")
+    cluster.stop()
+    cluster.nodes.clear()
+    redis.stop()
+    redis.start()
+    _, port = cluster.start()
+    bob = named(port, "bob")
+    bob.send("/join dev")
+    bob.expect("* the topic of #dev: release on Friday")
+    bob.expect("[history] <alice> the build is green")
+    alice.close()

@@ -20,7 +20,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.test_directory import DirectoryContract
 from twisted_tcpchat.core.events import History, Message
 from twisted_tcpchat.core.interfaces import IDirectory
@@ -375,3 +375,123 @@ class OutageTests(RedisCase):
         self.settle()
         self.assertEqual(taker.lines(), ["error: the name 'A' is taken"])
         self.assertIsNone(a.gone)
+
+
+class AddressTests(SynchronousTestCase):
+    """rediss:// (the certificate checked) and unix:// reach Redis as redis:// does."""
+
+    def setUp(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise SkipTest("redis-server is not installed")
+        if not _reactor_greenlet_running():
+            raise SkipTest("needs pytest-twisted's reactor (run under pytest)")
+        self.tmp = Path(tempfile.mkdtemp(prefix="tcpchat-redis-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.logged: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace") == "tcpchat":
+                self.logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def node(self, url: str, ready: bool = True) -> Any:
+        from twisted_tcpchat.rooms.redis import RedisDirectory
+        from twisted_tcpchat.rooms.redislink import RedisAddress
+
+        directory = RedisDirectory(Clock(), reactor, RedisAddress.parse(url))
+        directory.start()
+        self.addCleanup(lambda: wait(directory.stop(grace=0.5)))
+        if ready:
+            wait(directory.when_ready())
+        return directory
+
+    def two_nodes_talk(self, url: str) -> None:
+        one, two = self.node(url), self.node(url)
+        a, b = RecordingParticipant(), RecordingParticipant()
+        one.enter(a, name="a")
+        two.enter(b, name="b")
+        for node in (one, two, one):
+            wait(node.when_settled())
+        one.say(a, ["over TLS or a socket"])
+        for node in (one, two):
+            wait(node.when_settled())
+        self.assertIn("<a> over TLS or a socket", b.lines())
+
+    def test_rediss_checks_the_certificate(self) -> None:
+        from tests.certs import make_certs
+
+        certs = make_certs(self.tmp)
+        tls_port = str(free_port())
+        server = RedisServer(
+            self.tmp,
+            extra=(
+                "--tls-port", tls_port, "--tls-cert-file", str(certs.cert),
+                "--tls-key-file", str(certs.key), "--tls-ca-cert-file", str(certs.ca),
+                "--tls-auth-clients", "no",
+            ),
+        ).start()  # fmt: skip
+        self.addCleanup(server.stop)
+        self.two_nodes_talk(f"rediss://localhost:{tls_port}/0?ca={certs.ca}")
+        (self.tmp / "other").mkdir()
+        stranger = make_certs(self.tmp / "other")
+        self.node(f"rediss://localhost:{tls_port}/0?ca={stranger.ca}", ready=False)
+        deadline = reactor.seconds() + 30
+        while not any("cannot connect to rediss://" in line for line in self.logged):
+            self.assertLess(reactor.seconds(), deadline, self.logged)
+            wait(deferLater(reactor, 0.05, lambda: None))
+
+    def test_unix_socket(self) -> None:
+        path = self.tmp / "redis.sock"
+        server = RedisServer(self.tmp, extra=("--unixsocket", str(path))).start()
+        self.addCleanup(server.stop)
+        self.two_nodes_talk(f"unix://{path}?db=2")
+
+
+class ReadingTests(SynchronousTestCase):
+    """How a node hands its members what it reads from a room's record (no Redis needed)."""
+
+    def setUp(self) -> None:
+        from twisted_tcpchat.rooms.redis import RedisDirectory, _Local, _LocalRoom
+        from twisted_tcpchat.rooms.redislink import RedisAddress
+
+        self.directory = RedisDirectory(
+            Clock(), reactor, RedisAddress.parse("redis://127.0.0.1:1/0"), node="n1"
+        )
+        self.member = RecordingParticipant()
+        local = _Local(self.member, "1", "n1:1", name="m", room="dev", waiting=None)
+        self.room = _LocalRoom("dev", "dev", cursor="1-0")
+        self.room.members[self.member] = local
+        self.directory._rooms["dev"] = self.room
+
+    def entry(self, ms: int, seq: int, total: int, text: str, sender: str = "x") -> list[Any]:
+        lines = text.split("\n")
+        fields = {"k": "m", "s": sender, "p": "n2:7", "x": text, "o": "", "at": "1.0",
+                  "q": str(seq), "l": str(total), "n": str(len(lines))}  # fmt: skip
+        return [f"{ms}-0", [item for pair in fields.items() for item in pair]]
+
+    def test_a_member_past_the_record_hears_how_many_lines_it_missed(self) -> None:
+        key = "tcpchat:room:{dev}:log"
+        self.directory._got_entries(key, [self.entry(2, 1, 1, "one"), self.entry(3, 2, 3, "a\nb")])
+        self.assertEqual(self.member.lines(), ["<x> one", "<x> a", "<x> b"])
+        # Entries 3 to 41 (lines 4 to 60) were trimmed away before this node read on.
+        self.directory._got_entries(key, [self.entry(9, 42, 64, "x\ny\nz\nw")])
+        self.assertEqual(
+            self.member.lines(),
+            [
+                "* this server fell behind: you missed 57 lines of #dev",
+                "<x> x",
+                "<x> y",
+                "<x> z",
+                "<x> w",
+            ],
+        )
+
+    def test_own_lines_and_what_came_before_arrival_are_not_heard(self) -> None:
+        key = "tcpchat:room:{dev}:log"
+        self.room.members[self.member].since = (5, 0)
+        own = self.entry(6, 1, 1, "mine")
+        own[1][5] = "n1:1"
+        self.directory._got_entries(key, [self.entry(4, 1, 1, "before"), own])
+        self.assertEqual(self.member.lines(), [])

@@ -62,7 +62,7 @@ def inherited_endpoints(reactor: Any) -> list[AdoptedStreamServerEndpoint] | Non
     text = os.environ.get(INHERITED)
     if not text:
         return None
-    endpoints = []
+    endpoints: list[AdoptedStreamServerEndpoint] = []
     for item in text.split(","):
         fd, _, family = item.partition(":")
         endpoints.append(InheritedSocket(reactor, int(fd), int(family)))

@@ -378,6 +378,7 @@ class RedisDirectory:
         self._connected_at = 0.0
         self._first_heartbeat = True
         self._in_chat = False  # (connected, and Redis told who is here)
+        self._beats = 0
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
         self._writer = RedisLink(
@@ -1002,7 +1003,7 @@ class RedisDirectory:
 
         self._when_free(participant, part)
 
-    def _move(self, local: _Local, name: str) -> None:
+    def _move(self, local: _Local, name: str, pruned: bool = False) -> None:
         participant = local.participant
         may_create = self._create_rooms == "anyone" or (
             self._create_rooms == "operators" and local.operator
@@ -1016,6 +1017,10 @@ class RedisDirectory:
             if reply[0] == "nocreate":
                 who = "" if self._create_rooms == "none" else " (only operators may create rooms)"
                 participant.receive(Error(f"there is no room #{name}{who}; /rooms lists the rooms"))
+            elif reply[0] == "full" and not pruned:
+                # Rooms closed by expiry may still be listed: take them off, then try again.
+                self._room_list().addBoth(lambda _: self._move(local, name, pruned=True))
+                return
             elif reply[0] == "full":
                 participant.receive(
                     Error(
@@ -1111,42 +1116,48 @@ class RedisDirectory:
 
     def list_rooms(self, participant: IParticipant) -> None:
         def rooms(local: _Local) -> Deferred[Any]:
-            def got(replies: list[tuple[bool, Any]]) -> Deferred[Any] | None:
-                registry = _fields(replies[0][1] or [])
-                counts: dict[str, int] = {}
-                for blob in _fields(replies[1][1] or []).values():
-                    room = json.loads(blob)["room"]
-                    counts[room.lower()] = counts.get(room.lower(), 0) + 1
-                    registry.setdefault(room.lower(), room)
-                lowers = sorted(registry)
-                if not lowers:
-                    participant.receive(Rooms(()))
-                    return None
-                topics = [
-                    self._read_deferred(("HMGET", scripts.room_keys(lower)[1], "topic", "name"))
-                    for lower in lowers
-                ]
-
-                def listed(results: list[tuple[bool, Any]]) -> None:
-                    infos: list[RoomInfo] = []
-                    for lower, (_ok, value) in zip(lowers, results, strict=True):
-                        topic, name = value or [None, None]
-                        if name is None and not counts.get(lower) and lower not in self._permanent:
-                            self._read_command(("HDEL", scripts.ROOMS, lower), lambda _: None, 0)
-                            continue  # (closed)
-                        infos.append(RoomInfo(registry[lower], counts.get(lower, 0), topic or ""))
-                    participant.receive(Rooms(tuple(infos)))
-
-                return DeferredList(topics).addCallback(listed)
-
-            return DeferredList(
-                [
-                    self._read_deferred(("HGETALL", scripts.ROOMS)),
-                    self._read_deferred(("HGETALL", scripts.MEMBERS)),
-                ]
-            ).addCallback(got)
+            return self._room_list().addCallback(
+                lambda infos: participant.receive(Rooms(tuple(infos)))
+            )
 
         self._when_free(participant, rooms)
+
+    def _room_list(self) -> Deferred[list[RoomInfo]]:
+        """
+        The rooms, with member counts and topics; a room whose record has
+        expired (empty, idle) is taken off the list on the way.
+        """
+
+        def got(replies: list[tuple[bool, Any]]) -> Deferred[list[RoomInfo]]:
+            registry = _fields(replies[0][1] or [])
+            counts: dict[str, int] = {}
+            for blob in _fields(replies[1][1] or []).values():
+                room = json.loads(blob)["room"]
+                counts[room.lower()] = counts.get(room.lower(), 0) + 1
+                registry.setdefault(room.lower(), room)
+            lowers = sorted(registry)
+            metas = [
+                self._read_deferred(("HMGET", scripts.room_keys(lower)[1], "topic", "name"))
+                for lower in lowers
+            ]
+
+            def listed(results: list[tuple[bool, Any]]) -> list[RoomInfo]:
+                infos: list[RoomInfo] = []
+                for lower, (_ok, value) in zip(lowers, results, strict=True):
+                    topic, name = value or [None, None]
+                    if name is None and not counts.get(lower) and lower not in self._permanent:
+                        self._read_command(("HDEL", scripts.ROOMS, lower), None, 0)
+                        continue  # (closed)
+                    infos.append(RoomInfo(registry[lower], counts.get(lower, 0), topic or ""))
+                return infos
+
+            return DeferredList(metas).addCallback(listed)
+
+        both = [
+            self._read_deferred(("HGETALL", scripts.ROOMS)),
+            self._read_deferred(("HGETALL", scripts.MEMBERS)),
+        ]
+        return DeferredList(both).addCallback(got)
 
     def _read_deferred(self, args: tuple[Any, ...]) -> Deferred[Any]:
         result: Deferred[Any] = Deferred()
@@ -1542,6 +1553,22 @@ class RedisDirectory:
         if self._in_chat:
             self._send(scripts.HEARTBEAT, keys, args, answered)
             self._reap()
+            self._beats += 1
+            if self._beats % 30 == 1:
+                self._prune_bans()
+
+    def _prune_bans(self) -> None:
+        """Take bans that have run out off Redis's list (so it stays bounded)."""
+
+        def got(fields: Any) -> None:
+            now = self._clock.seconds()
+            ended = [
+                net for net, until in _fields(fields or []).items() if until and float(until) <= now
+            ]
+            if ended:
+                self._read_command(("HDEL", scripts.BANS, *ended), None, 0)
+
+        self._read_command(("HGETALL", scripts.BANS), got, 0)
 
     def _reap(self) -> None:
         """Free the names of a node whose lease ran out, and tell their rooms."""

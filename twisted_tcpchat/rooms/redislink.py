@@ -122,10 +122,15 @@ class _ProtocolFactory(Factory):
         """IProtocolFactory API"""
         import txredisapi
 
+        class Protocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+            lost_reason: Any = None
+
+            def connectionLost(self, why: Any) -> None:
+                self.lost_reason = why  # (txredisapi keeps no reason: a TLS refusal's)
+                super().connectionLost(why)
+
         # convertNumbers=False: a chat line "3.10" must come back as "3.10".
-        protocol = txredisapi.RedisProtocol(
-            charset="utf-8", replyTimeout=self.reply_timeout, convertNumbers=False
-        )
+        protocol = Protocol(charset="utf-8", replyTimeout=self.reply_timeout, convertNumbers=False)
         protocol.factory = self
         return protocol
 
@@ -139,6 +144,29 @@ class _ProtocolFactory(Factory):
         log.error("redis: {message}", message=message)
 
     isLazy = False
+
+
+class _Reporting:
+    """An endpoint that logs the first failure of a run of failed connections."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, link: RedisLink) -> None:
+        self.endpoint = endpoint
+        self.link = link
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        def failed(failure: Any) -> Any:
+            if not self.link._failing:
+                self.link._failing = True
+                log.warn(
+                    "redis: cannot connect to {address} ({link}): {error}; trying again",
+                    address=str(self.link.address),
+                    link=self.link.name,
+                    error=failure.getErrorMessage(),
+                )
+            return failure
+
+        connecting: Deferred[Any] = self.endpoint.connect(factory)
+        return connecting.addErrback(failed)
 
 
 class RedisLink:
@@ -166,8 +194,9 @@ class RedisLink:
         self.protocol: Any = None
         self._ready = ready
         self._lost = lost
+        self._failing = False
         self._service = ClientService(
-            address.endpoint(reactor),
+            _Reporting(address.endpoint(reactor), self),
             _ProtocolFactory(reply_timeout),
             retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=2.0, factor=2.0),
             clock=reactor,
@@ -214,23 +243,33 @@ class RedisLink:
         def go(ready_protocol: Any) -> Deferred[None]:
             waits = [ready_protocol.execute_command(*step) for step in steps]
             done = gatherResults(waits, consumeErrors=True)
-            done.addErrback(self._refused)
             return done.addCallback(lambda _: self._now_ready(ready_protocol))
 
         ready: Deferred[None] = protocol.whenConnected().addCallback(go)
-        return ready
+        # Never a failure for ClientService: it cannot take one while the
+        # connection is being lost (a TLS handshake refused), so the
+        # connection is dropped instead, and made again after a while.
+        return ready.addErrback(self._not_prepared, protocol)
 
-    def _refused(self, failure: Any) -> Any:
-        error = getattr(failure.value, "subFailure", failure).value
-        log.error(
-            "redis: {address} refused {link}: {error}",
-            address=str(self.address),
-            link=self.name,
-            error=str(error),
-        )
-        return failure
+    def _not_prepared(self, failure: Any, protocol: Any) -> None:
+        import txredisapi
+
+        error = getattr(failure.value, "subFailure", failure)
+        if error.check(txredisapi.ConnectionError) and protocol.lost_reason is not None:
+            error = protocol.lost_reason
+        if not self._failing:
+            self._failing = True
+            log.error(
+                "redis: cannot connect to {address} ({link}): {error}; trying again",
+                address=str(self.address),
+                link=self.name,
+                error=error.getErrorMessage(),
+            )
+        if protocol.transport is not None:
+            protocol.transport.abortConnection()
 
     def _now_ready(self, protocol: Any) -> Deferred[None]:
+        self._failing = False
         self.protocol = protocol
         protocol.whenDisconnected().addCallback(lambda _: self._gone(protocol))
         outcome = self._ready(protocol)
