@@ -254,7 +254,7 @@ def steady_traffic(
 def test_redis_killed_and_restarted_under_steady_traffic(
     cluster: Cluster, redis: RedisServer
 ) -> None:
-    """Every line accepted while Redis is killed and restarted arrives once, in order, everywhere."""
+    """Lines accepted while Redis is killed and restarted arrive once, in order, on every node."""
     _, port1 = cluster.start()
     _, port2 = cluster.start()
     alice, bob = named(port1, "alice"), named(port2, "bob")

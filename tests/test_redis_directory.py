@@ -41,6 +41,14 @@ def _reactor_greenlet_running() -> bool:
     return instances is not None and getattr(instances, "gr_twisted", None) is not None
 
 
+def skip_reason() -> str | None:
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed"
+    if not _reactor_greenlet_running():
+        return "needs pytest-twisted's reactor (run under pytest)"
+    return None
+
+
 def wait(d: Deferred[Any]) -> Any:
     return blockon(d)
 
@@ -50,21 +58,27 @@ class RedisCase(SynchronousTestCase):
 
     server: RedisServer
     _tmp: str
+    skip_reason: str | None = None
     _databases = itertools.count(0)
 
     @classmethod
     def setUpClass(cls) -> None:
-        if shutil.which("redis-server") is None:
-            raise SkipTest("redis-server is not installed")
-        if not _reactor_greenlet_running():
-            raise SkipTest("needs pytest-twisted's reactor (run under pytest)")
-        cls._tmp = tempfile.mkdtemp(prefix="tcpchat-redis-")
-        cls.server = RedisServer(Path(cls._tmp)).start()
+        cls.skip_reason = skip_reason()
+        if cls.skip_reason is None:
+            cls._tmp = tempfile.mkdtemp(prefix="tcpchat-redis-")
+            cls.server = RedisServer(Path(cls._tmp)).start()
 
     @classmethod
     def tearDownClass(cls) -> None:
-        cls.server.stop()
-        shutil.rmtree(cls._tmp, ignore_errors=True)
+        if cls.skip_reason is None:
+            cls.server.stop()
+            shutil.rmtree(cls._tmp, ignore_errors=True)
+
+    def require(self) -> None:
+        """Skip (under trial, or without redis-server) with the reason."""
+        reason = getattr(type(self), "skip_reason", None) or skip_reason()
+        if reason is not None:
+            raise SkipTest(reason)
 
     def redis_directory(self, db: int | None = None, **settings: Any) -> Any:
         from twisted_tcpchat.rooms.redis import RedisDirectory
@@ -94,6 +108,7 @@ class RedisDirectoryTests(DirectoryContract, RedisCase):
     """Every case of the directory's contract, on one node of a Redis-backed chat."""
 
     def setUp(self) -> None:
+        self.require()
         self._directories: list[Any] = []
         super().setUp()
 
@@ -128,6 +143,7 @@ class SharedChatTests(RedisCase):
     """Two nodes on one Redis: one chat."""
 
     def setUp(self) -> None:
+        self.require()
         self._directories = []
         self.clock = Clock()
         self.clock.advance(1_000_000)
@@ -276,6 +292,7 @@ class OutageTests(RedisCase):
     """Redis stopped and started again under the nodes: nothing lost, nothing twice."""
 
     def setUp(self) -> None:
+        self.require()
         self._directories = []
         self.clock = Clock()
         self.clock.advance(1_000_000)
@@ -381,10 +398,9 @@ class AddressTests(SynchronousTestCase):
     """rediss:// (the certificate checked) and unix:// reach Redis as redis:// does."""
 
     def setUp(self) -> None:
-        if shutil.which("redis-server") is None:
-            raise SkipTest("redis-server is not installed")
-        if not _reactor_greenlet_running():
-            raise SkipTest("needs pytest-twisted's reactor (run under pytest)")
+        reason = skip_reason()
+        if reason is not None:
+            raise SkipTest(reason)
         self.tmp = Path(tempfile.mkdtemp(prefix="tcpchat-redis-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.logged: list[str] = []
