@@ -299,7 +299,7 @@ class _LocalRoom:
     members: dict[IParticipant, _Local] = field(default_factory=dict)
     cursor: str = "0-0"
     last_seq: int = 0
-    last_lines: int = 0
+    last_lines: int | None = 0  # (None: not known yet)
     recent: deque[tuple[tuple[int, int], dict[str, str]]] = field(
         default_factory=lambda: deque(maxlen=RECENT)
     )
@@ -756,7 +756,7 @@ class RedisDirectory:
         local.since = since
         if lroom is None:
             lroom = self._rooms[lower] = _LocalRoom(room, lower, cursor=entry_id)
-            lroom.last_seq = int(reply[2])
+            lroom.last_seq, lroom.last_lines = int(reply[2]), None
             lroom.members[participant] = local
             self._wake_reader()
             return
@@ -1456,16 +1456,17 @@ class RedisDirectory:
 
     def _check_gap(self, lroom: _LocalRoom, f: dict[str, str]) -> None:
         seq, total, lines = int(f.get("q", 0)), int(f.get("l", 0)), int(f.get("n", 0))
-        if lroom.last_seq and seq > lroom.last_seq + 1:
-            missed = total - lines - lroom.last_lines
+        missed = None if lroom.last_lines is None else total - lines - lroom.last_lines
+        if lroom.last_seq and seq > lroom.last_seq + 1 and missed != 0:
+            how_many = "some" if missed is None else str(missed)
             text = (
-                f"this server fell behind: you missed {missed} "
+                f"this server fell behind: you missed {how_many} "
                 f"{'line' if missed == 1 else 'lines'} of #{lroom.name}"
             )
             log.warn(
                 "redis: #{room}: {missed} lines missed, past the room's record",
                 room=lroom.name,
-                missed=missed,
+                missed=how_many,
             )
             for local in list(lroom.members.values()):
                 local.participant.receive(Notice(text))

@@ -20,6 +20,7 @@ from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wra
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from zope.interface import implementer
 
 INSTALL_HINT = "--redis needs the Redis client: pip install 'twisted-tcpchat[redis]'"
 
@@ -146,6 +147,7 @@ class _ProtocolFactory(Factory):
     isLazy = False
 
 
+@implementer(IStreamClientEndpoint)
 class _Reporting:
     """An endpoint that logs the first failure of a run of failed connections."""
 
