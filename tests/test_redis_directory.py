@@ -190,7 +190,7 @@ class SharedChatTests(RedisCase):
             self.settle()
             names = sorted(p.name for p in (x, y))
             self.assertEqual(names[0], "")
-            self.assertIn(names[1].lower(), f"alice{round_}")
+            self.assertEqual(names[1].lower(), f"alice{round_}")
             loser, asked = (x, f"alice{round_}") if x.name == "" else (y, f"ALICE{round_}")
             self.assertEqual(loser.lines(), [f"error: the name '{asked}' is taken"])
 
@@ -265,7 +265,8 @@ class SharedChatTests(RedisCase):
         wait(lost._reader.stop())
         self._directories.remove(lost)
         deadline = reactor.seconds() + 30
-        while "* a left (node lost)" not in b.lines() and reactor.seconds() < deadline:
+        while "* a left (node lost)" not in b.lines():
+            self.assertLess(reactor.seconds(), deadline, "a was not announced as lost")
             wait(deferLater(reactor, 0.2, lambda: None))
             self.two._beat()
             self.settle()
@@ -511,3 +512,115 @@ class ReadingTests(SynchronousTestCase):
         own[1][5] = "n1:1"
         self.directory._got_entries(key, [self.entry(4, 1, 1, "before"), own])
         self.assertEqual(self.member.lines(), [])
+
+
+def lose_next_answer(directory: Any, matching: str) -> list[str]:
+    """
+    The next answer from Redis to a request holding C{matching} is lost on
+    its way back, the connection with it (the request was applied): the
+    node must send it again, and Redis must not apply it twice.
+    """
+    outbox = directory._outbox
+    original = outbox._answered
+    lost: list[str] = []
+
+    def answered(value: Any, request: Any, generation: int) -> None:
+        if not lost and matching in request.args:
+            lost.append(matching)
+            directory._writer.abort()
+            return
+        original(value, request, generation)
+
+    outbox._answered = answered
+    return lost
+
+
+class LostAnswerTests(RedisCase):
+    """Requests applied by Redis whose answers never came back are sent again, applied once."""
+
+    setUp = SharedChatTests.setUp
+    enter = SharedChatTests.enter
+
+    def test_an_arrival_whose_answer_was_lost_is_seated(self) -> None:
+        a = self.enter(self.one, "a")
+        b = self.enter(self.two, "b")
+        a.take()
+        lost = lose_next_answer(self.one, "i")
+        self.one.join(a, "dev")
+        self.settle()
+        self.assertEqual(lost, ["i"])
+        self.assertEqual(a.lines(), ["* you are now in #dev"])
+        self.two.join(b, "dev")
+        self.settle()
+        self.two.say(b, ["can you hear me?"])
+        self.settle()
+        self.assertEqual(a.lines(), ["* b came from #lobby", "<b> can you hear me?"])
+
+    def test_a_line_whose_answer_was_lost_is_heard_once(self) -> None:
+        a = self.enter(self.one, "a")
+        b = self.enter(self.two, "b")
+        a.take()
+        lost = lose_next_answer(self.one, "m")
+        self.one.say(a, ["once"])
+        self.one.say(a, ["twice?"])
+        self.settle()
+        self.assertEqual(lost, ["m"])
+        self.assertEqual(b.lines(), ["<a> once", "<a> twice?"])
+
+    def test_what_waits_behind_a_join_to_a_full_server_still_happens(self) -> None:
+        one = self.redis_directory(self.db, max_rooms=2)
+        a = self.enter(one, "a")
+        b = self.enter(self.two, "b")
+        b.take()
+        self.one.join(self.enter(self.one, "c"), "other")  # (lobby and other: full)
+        self.settle()
+        b.take()
+        one.join(a, "third")
+        one.say(a, ["said after the join"])
+        one.leave(a, "bye")
+        self.settle()
+        self.assertEqual(b.lines(), ["<a> said after the join", "* a left (bye)"])
+
+    def test_a_graceful_stop_lets_requests_still_waiting_go_out(self) -> None:
+        leaving = self.redis_directory(self.db)
+        a = self.enter(leaving, "a")
+        b = self.enter(self.two, "b")
+        b.take()
+        leaving.who(a)
+        leaving.leave(a, "server shutting down")
+        self._directories.remove(leaving)
+        wait(leaving.stop())
+        self.settle()
+        self.assertEqual(b.lines(), ["* a left (server shutting down)"])
+        again = self.enter(self.two, "a")
+        self.assertEqual(again.name, "a")
+
+    def test_redis_emptied_under_a_running_node_is_told_again(self) -> None:
+        """FLUSHALL (or a failover to an empty replica) with the connection up: repaired."""
+        a = self.enter(self.one, "a")
+        self.server.command("-n", str(self.db), "FLUSHDB")
+        deadline = reactor.seconds() + 30
+        while self.server.command("-n", str(self.db), "HEXISTS", "{tcpchat}:members", "a") != (
+            "(integer) 1"
+        ):
+            self.assertLess(reactor.seconds(), deadline, "a was not told to Redis again")
+            wait(deferLater(reactor, 0.2, lambda: None))
+        taker = RecordingParticipant()
+        self.two.enter(taker, name="a")
+        self.settle()
+        self.assertEqual(taker.lines(), ["error: the name 'a' is taken"])
+        self.assertIsNone(a.gone)
+
+    def test_members_gone_leave_no_idle_time_behind(self) -> None:
+        for i in range(3):
+            person = self.enter(self.one, f"quick{i}")
+            self.one.say(person, ["hello and goodbye"])
+            self.one.leave(person, "bye")
+        renamer = self.enter(self.one, "renamer")
+        self.one.say(renamer, ["hi"])
+        self.one.rename(renamer, "renamed")
+        self.settle()
+        wait(deferLater(reactor, 1.2, lambda: None))  # (idle times go out once a second)
+        self.settle()
+        fields = self.server.raw("-n", str(self.db), "HKEYS", "{tcpchat}:active").split()
+        self.assertEqual(sorted(fields), ["renamed"])

@@ -391,7 +391,7 @@ class RedisOptionsTests(SynchronousTestCase):
         self.assertRefused(["--workers", "0"], "--workers")
         self.assertRefused(
             ["--workers", "2", "--redis", "redis://h/0", "--listen", "ssl:1:privateKey=k"],
-            "--workers shares plain TCP and UNIX listeners only",
+            "--workers shares plain TCP listeners only",
         )
 
     def test_redis_has_no_classic_mode(self) -> None:
@@ -412,3 +412,11 @@ class RedisOptionsTests(SynchronousTestCase):
         self.assertEqual(pool[0].count, 3)
         self.assertEqual(pool[0].argv, ["--redis", "redis://h/0", "--port", "0"])
         self.assertEqual(without_workers(["--workers", "2", "-p", "1"]), ["-p", "1"])
+
+    def test_workers_share_the_first_process_twistd_options(self) -> None:
+        from twisted_tcpchat.workers import twistd_options
+
+        argv = ["twistd", "-n", "--pidfile", "x.pid", "-l", "chat.log", "--uid=7", "-g", "8",
+                "--reactor=epoll", "tcpchat", "--workers", "2"]  # fmt: skip
+        self.assertEqual(twistd_options(argv), ["-l", "chat.log", "--reactor=epoll"])
+        self.assertEqual(twistd_options(["twist", "tcpchat"]), [])

@@ -219,7 +219,7 @@ class ChatService(MultiService):
         )
 
     def stopService(self) -> Deferred[None]:
-        super().stopService()
+        children = super().stopService()  # (workers, when there are)
         stopped = [port.stopListening() for port in self.ports]
         self.ports = []
         self._listening = False
@@ -230,7 +230,7 @@ class ChatService(MultiService):
         drained = server.when_empty()
         drained.addTimeout(SHUTDOWN_GRACE, cast(IReactorTime, self._reactor))
         drained.addErrback(lambda failure: failure.trap(TimeoutError))
-        waits = [d for d in stopped if d is not None]
+        waits = [d for d in [*stopped, children] if d is not None]
         done = gatherResults([*waits, drained])
         stop = getattr(server.directory, "stop", None)
         if stop is not None:  # its goodbyes for the clients, then its own

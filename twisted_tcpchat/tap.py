@@ -382,10 +382,10 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         listen = [with_backlog(d, backlog) for d in self["listen"]]
         if self._port_given or not listen:
             listen.append(tcp_description(port, interface, backlog))
-        if self["workers"] > 1 and any(d.startswith("ssl:") for d in listen):
+        if self["workers"] > 1 and not all(d.startswith(("tcp:", "tcp6:")) for d in listen):
             raise usage.UsageError(
-                "--workers shares plain TCP and UNIX listeners only; put TLS in front "
-                "(or run one process per TLS port)"
+                "--workers shares plain TCP listeners only; put TLS in front, or run one "
+                "process per TLS port or UNIX socket"
             )
         reactor = self._get_reactor()
         for description in listen:

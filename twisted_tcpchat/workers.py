@@ -57,6 +57,33 @@ class InheritedSocket(AdoptedStreamServerEndpoint):
         return f"the first process's listening socket (fd {self.fileno})"
 
 
+#: twistd options that are the first process's alone (a worker runs in the
+#: foreground of its parent, with no pid file, as the user already chosen).
+_PARENT_ONLY_FLAGS = {"-n", "--nodaemon"}
+_PARENT_ONLY_VALUES = {"--pidfile", "-u", "--uid", "-g", "--gid"}
+
+
+def twistd_options(argv: Sequence[str]) -> list[str]:
+    """
+    The twistd options of the first process (its C{sys.argv}) a worker
+    shares: the log file, the reactor, the umask...
+    """
+    if "tcpchat" not in argv[1:]:
+        return []
+    out: list[str] = []
+    skip = False
+    for arg in argv[1 : argv.index("tcpchat", 1)]:
+        if skip:
+            skip = False
+        elif arg in _PARENT_ONLY_VALUES:
+            skip = True
+        elif arg in _PARENT_ONLY_FLAGS or arg.split("=", 1)[0] in _PARENT_ONLY_VALUES:
+            continue
+        else:
+            out.append(arg)
+    return out
+
+
 def inherited_endpoints(reactor: Any) -> list[AdoptedStreamServerEndpoint] | None:
     """The listening sockets this worker was given, or None when it is not a worker."""
     text = os.environ.get(INHERITED)
@@ -120,6 +147,7 @@ class WorkerPool(Service):
             sys.executable,
             "-c",
             "from twisted.scripts.twistd import run; run()",
+            *twistd_options(sys.argv),
             "-n",
             "--pidfile=",
             "tcpchat",

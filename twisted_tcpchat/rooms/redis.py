@@ -81,13 +81,17 @@ ROOM_RECORD = 10_000
 #: Lines (and other requests) a node holds while Redis is away; past it,
 #: senders are told their lines were not delivered.
 OUTBOX_LIMIT = 10_000
-#: Seconds a node's lease lasts, and how often it is renewed.
-LEASE = 10.0
+#: Seconds a node's lease lasts, and how often it is renewed: longer than
+#: an outage a node rides out (10 s) plus a renewal, shorter than 20 s less
+#: a renewal, so that a dead node is noticed within 20 s.
+LEASE = 15.0
 HEARTBEAT = 2.0
 #: Entries one read of the records takes at most.
 READ_BATCH = 1000
 #: Seconds a blocking read waits before it is made again.
 READ_BLOCK = 5.0
+#: Requests of one member held behind one of its own still on its way.
+WAITING_LIMIT = 1000
 #: Entries of a room a node remembers for members who arrive just after them.
 RECENT = 512
 
@@ -159,6 +163,12 @@ class _Request:
     args: tuple[Any, ...]
     answer: Callable[[Any], None] | None
     weight: int
+    #: Told why, when Redis refuses the request for good (out of memory).
+    failed: Callable[[str], None] | None = None
+
+
+#: Redis errors that pass: the request is sent again on a new connection.
+_PASSING = ("LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "NOSCRIPT", "READONLY")
 
 
 class _Outbox:
@@ -171,6 +181,7 @@ class _Outbox:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.link: RedisLink | None = None
+        self._ready = False  # (connected, and the connection prepared)
         self._queue: deque[_Request] = deque()
         self._sent = 0  # how many at the head went out on this connection
         self._generation = 0
@@ -184,28 +195,49 @@ class _Outbox:
     def full(self) -> bool:
         return self._weight >= self.limit
 
-    def add(self, args: tuple[Any, ...], answer: Callable[[Any], None] | None, weight: int) -> bool:
+    def add(
+        self,
+        args: tuple[Any, ...],
+        answer: Callable[[Any], None] | None,
+        weight: int,
+        failed: Callable[[str], None] | None = None,
+    ) -> bool:
         """Queue a request (False, and nothing queued, when too much waits)."""
         if weight and self._weight + weight > self.limit:
             return False
-        self._queue.append(_Request(args, answer, weight))
+        self._queue.append(_Request(args, answer, weight, failed))
         self._weight += weight
         self.pump()
         return True
 
+    def add_first(self, args: tuple[Any, ...], answer: Callable[[Any], None] | None) -> None:
+        """
+        Queue a request before every one not sent yet, after those put first
+        already (what a Redis that lost its data must be told before the rest).
+        """
+        self._queue.insert(self._sent + self._first, _Request(args, answer, 0))
+        self._first += 1
+        self.pump()
+
     def connected(self, link: RedisLink) -> None:
         self.link = link
+        self._ready = True
         self._generation += 1
         self._sent = 0
+        self._first = 0
         self.pump()
 
     def lost(self) -> None:
+        self._ready = False
         self._generation += 1
         self._sent = 0
+        self._first = 0
+
+    _first = 0  # requests put first since the connection was lost
 
     def pump(self) -> None:
         link = self.link
-        if link is None or not link.connected:
+        if link is None or not self._ready or not link.connected:
             return
         generation = self._generation
         queue = self._queue
@@ -253,13 +285,21 @@ class _Outbox:
     def _failed(self, failure: Any, request: _Request, generation: int) -> None:
         import txredisapi
 
-        if failure.check(txredisapi.ConnectionError):
+        if failure.check(txredisapi.ConnectionError) or generation != self._generation:
             return  # (sent again on the next connection)
+        error = str(failure.value)
+        if error.split(" ", 1)[0] in _PASSING and self.link is not None:
+            log.warn("redis: {error}; sending again", error=error)
+            self.link.abort()  # (a new connection sends it again, scripts loaded anew)
+            return
         log.error(
-            "redis: {command} failed: {error}",
+            "redis: {command} refused: {error}",
             command=" ".join(str(a) for a in request.args[:2]),
-            error=str(failure.value),
+            error=error,
         )
+        if request.failed is not None:
+            request.failed(error)
+            request.answer = None
         self._answered(None, request, generation)
 
 
@@ -369,8 +409,10 @@ class RedisDirectory:
         self._inbox = scripts.inbox_key(self.node)
         self._cursors = {self._inbox: "0-0", scripts.CONTROL: "0-0"}
         self._epoch: str | None = None
+        self._first_done = False  # (bans loaded, permanent rooms listed, heartbeat on)
         self._started = False
         self._stopping = False
+        self._closed = False
         self._reader_id: int | None = None
         self._reading = False
         self._read_watchdog: IDelayedCall | None = None
@@ -409,7 +451,7 @@ class RedisDirectory:
 
     def when_ready(self) -> Deferred[None]:
         """A Deferred that fires once this node has reached Redis."""
-        if self._epoch is not None and self._reader_id is not None:
+        if self._first_done and self._reader_id is not None:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._ready_waiters.append(waiter)
@@ -449,38 +491,61 @@ class RedisDirectory:
         if self._active_call is not None and self._active_call.active():
             self._active_call.cancel()
             self._flush_active()
-        self._send(
-            scripts.BYE,
-            (scripts.NODES, scripts.node_key(self.node), self._inbox, scripts.APPLIED),
-            (self.node,),
-        )
-        drained = self._outbox.when_drained()
-        drained.addTimeout(grace, self._reactor)
-        drained.addErrback(lambda _: None)
+
+        def goodbye(_: object) -> Deferred[None]:
+            # Whoever this node still holds (a leave that did not get out) leaves now.
+            def answered(reply: Any) -> None:
+                for name, room, pid in zip(*[iter(reply or ())] * 3, strict=False):
+                    self._room_change(
+                        room.lower(),
+                        room,
+                        "l",
+                        None,
+                        other="server shutting down",
+                        sender=name,
+                        token=f"{self.node}:{pid}",
+                    )
+
+            keys = (
+                scripts.NODES,
+                scripts.node_key(self.node),
+                self._inbox,
+                scripts.APPLIED,
+                scripts.MEMBERS,
+                scripts.ACTIVE,
+            )
+            reply = self._ask(scripts.BYE, keys, (self.node,), weight=0).addCallback(answered)
+            return reply.addCallback(lambda _: self._outbox.when_drained())
+
+        # What members asked before they left (their leaves too) goes out
+        # first, the records still read: then the goodbye.
+        done = self.when_settled().addCallback(goodbye)
+        done.addTimeout(grace, self._reactor)
+        done.addErrback(lambda _: None)
 
         def close(_: object) -> Deferred[None]:
+            self._closed = True
             if self._read_watchdog is not None and self._read_watchdog.active():
                 self._read_watchdog.cancel()
             stops = [self._writer.stop(), self._reader.stop()]
             return DeferredList(stops).addCallback(lambda _: None)
 
-        return drained.addCallback(close)
+        return done.addCallback(close)
 
     # connections
 
     def _writer_ready(self, protocol: Any) -> Deferred[None]:
         loads = [protocol.execute_command("SCRIPT", "LOAD", s.text) for s in scripts.ALL]
-        epoch = secrets.token_hex(8)
-        protocol.execute_command("SET", scripts.EPOCH, epoch, "NX")
+        claimed = protocol.execute_command("SET", scripts.EPOCH, secrets.token_hex(8), "NX")
         current = protocol.execute_command("GET", scripts.EPOCH)
-        done = DeferredList([*loads, current], fireOnOneErrback=True, consumeErrors=True)
+        done = DeferredList([*loads, claimed, current], fireOnOneErrback=True, consumeErrors=True)
         prepared: Deferred[None] = done.addCallback(
             lambda results: self._writer_prepared(protocol, results[-1][1])
         )
         return prepared
 
     def _writer_prepared(self, protocol: Any, epoch: str) -> Deferred[None] | None:
-        first = self._epoch is None
+        first = not self._first_done
         lost_data = not first and epoch != self._epoch
         self._epoch = epoch
         self._connected_at = self._reactor.seconds()
@@ -509,10 +574,11 @@ class RedisDirectory:
         """Bans in force and where their stream stands, then the permanent rooms."""
         last = protocol.execute_command("XREVRANGE", scripts.CONTROL, "+", "-", "COUNT", 1)
         bans = protocol.execute_command("HGETALL", scripts.BANS)
+        rooms = []
         for lower, name in self._permanent.items():
-            protocol.execute_command("HSETNX", scripts.ROOMS, lower, name)
+            rooms.append(protocol.execute_command("HSETNX", scripts.ROOMS, lower, name))
             _log, meta = scripts.room_keys(lower)
-            protocol.execute_command("HSET", meta, "permanent", "1", "name", name)
+            rooms.append(protocol.execute_command("HSET", meta, "permanent", "1", "name", name))
 
         def loaded(results: list[tuple[bool, Any]]) -> None:
             entries, ban_fields = results[0][1], results[1][1]
@@ -521,6 +587,7 @@ class RedisDirectory:
             now = self._clock.seconds()
             for network_text, until_text in _fields(ban_fields or []).items():
                 self._apply_ban(network_text, until_text, now)
+            self._first_done = True
             log.info(
                 "tcpchat node {node} joined the chat at {address}",
                 node=self.node,
@@ -528,11 +595,12 @@ class RedisDirectory:
             )
             self._in_chat = True
             self._outbox.connected(self._writer)
-            self._heartbeat.start(self._lease / (LEASE / HEARTBEAT), now=True)
+            if not self._heartbeat.running:
+                self._heartbeat.start(self._lease / (LEASE / HEARTBEAT), now=True)
             self._maybe_ready()
             self._read()
 
-        done = DeferredList([last, bans], fireOnOneErrback=True, consumeErrors=True)
+        done = DeferredList([last, bans, *rooms], fireOnOneErrback=True, consumeErrors=True)
         return done.addCallback(loaded)
 
     def _writer_lost(self) -> None:
@@ -564,7 +632,7 @@ class RedisDirectory:
             self._read_watchdog.cancel()
 
     def _maybe_ready(self) -> None:
-        if self._epoch is None or self._reader_id is None or not self._heartbeat.running:
+        if not self._first_done or self._reader_id is None:
             return
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:
@@ -579,13 +647,25 @@ class RedisDirectory:
         args: Sequence[Any],
         answer: Callable[[Any], None] | None = None,
         weight: int = 0,
+        failed: Callable[[str], None] | None = None,
+        first: bool = False,
     ) -> bool:
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        return self._outbox.add(command, self._in_order(answer), weight)
+        if first:
+            self._outbox.add_first(command, self._in_order(answer))
+            return True
+        return self._outbox.add(command, self._in_order(answer), weight, failed)
 
     def _read_command(
-        self, args: tuple[Any, ...], answer: Callable[[Any], None] | None, weight: int = 1
+        self,
+        args: tuple[Any, ...],
+        answer: Callable[[Any], None] | None,
+        weight: int = 1,
+        first: bool = False,
     ) -> bool:
+        if first:
+            self._outbox.add_first(args, self._in_order(answer))
+            return True
         return self._outbox.add(args, self._in_order(answer), weight)
 
     def _in_order(self, answer: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
@@ -618,11 +698,18 @@ class RedisDirectory:
         other: str = "",
         lines: int = 0,
         flag: str = "",
-        forget: str = "",
         answer: Callable[[Any], None] | None = None,
         weight: int = 0,
         sender: str | None = None,
+        token: str | None = None,
+        failed: Callable[[str], None] | None = None,
+        first: bool = False,
     ) -> bool:
+        """
+        Append a change of kind C{kind} to the room's record (see
+        L{scripts.ROOM}), made by C{local} (or, for a member of another
+        node, by C{sender} with C{token}; or by the server).
+        """
         keys = scripts.room_keys(lower)
         said_by = local.name if sender is None and local is not None else (sender or "")
         at = repr(self._clock.seconds())
@@ -635,7 +722,7 @@ class RedisDirectory:
             next(self._requests),
             kind,
             said_by,
-            local.token if local is not None else "",
+            token if token is not None else (local.token if local is not None else ""),
             text,
             other,
             at,
@@ -645,9 +732,8 @@ class RedisDirectory:
             name,
             flag,
             self._room_idle_ms,
-            forget,
         )
-        return self._send(scripts.ROOM, keys, args, answer, weight)
+        return self._send(scripts.ROOM, keys, args, answer, weight, failed, first)
 
     def _observing(
         self,
@@ -712,6 +798,7 @@ class RedisDirectory:
             "1" if operator else "0",
             participant.address,
             repr(now),
+            "0",
         )
         if not self._send(scripts.ENTER, keys, args, answered, 1):
             self._forget(local)
@@ -794,6 +881,7 @@ class RedisDirectory:
         local.gone = True
         self._locals.pop(local.participant, None)
         self._by_token.pop(local.token, None)
+        self._active.pop(local.name.lower(), None)
         self._unseat(local)
         if local.arrived_in is not None:
             room, local.arrived_in = local.arrived_in, None
@@ -848,6 +936,9 @@ class RedisDirectory:
         if local.gone:
             return
         if local.waiting is not None:
+            if len(local.waiting) >= WAITING_LIMIT:
+                local.participant.receive(Error(NOT_DELIVERED))
+                return
             local.waiting.append(lambda: self._run(local, request))
             return
         outcome = request(local)
@@ -890,6 +981,7 @@ class RedisDirectory:
                     if reply and reply[0] == "ok" and not local.gone:
                         old = local.name
                         local.name = participant.name = name
+                        self._active.pop(old.lower(), None)
                         log.info("{old} is now known as {new}", old=old, new=name, room=local.room)
                         participant.receive(
                             Identity(name, local.room, Identity.RENAMED, local.operator)
@@ -923,16 +1015,33 @@ class RedisDirectory:
                 text="\n".join(lines),
                 lines=len(lines),
                 weight=len(lines),
+                failed=self._refused_for(participant),
             ):
                 participant.receive(Error(NOT_DELIVERED))
 
         self._when_free(participant, say)
 
+    @staticmethod
+    def _refused_for(participant: IParticipant) -> Callable[[str], None]:
+        """What tells C{participant} that Redis refused its line for good."""
+
+        def refused(error: str) -> None:
+            participant.receive(Error(f"not delivered: the chat's store refused it ({error})"))
+
+        return refused
+
     def act(self, participant: IParticipant, text: str) -> None:
         def act(local: _Local) -> None:
             self._mark_active(local)
             if not self._room_change(
-                local.room.lower(), local.room, "a", local, text=text, lines=1, weight=1
+                local.room.lower(),
+                local.room,
+                "a",
+                local,
+                text=text,
+                lines=1,
+                weight=1,
+                failed=self._refused_for(participant),
             ):
                 participant.receive(Error(NOT_DELIVERED))
 
@@ -1008,7 +1117,8 @@ class RedisDirectory:
         may_create = self._create_rooms == "anyone" or (
             self._create_rooms == "operators" and local.operator
         )
-        local.waiting = []
+        if local.waiting is None:  # (a second try keeps what waits behind the first)
+            local.waiting = []
 
         def answered(reply: Any) -> None:
             if local.gone or not reply or reply[0] == "gone":
@@ -1043,7 +1153,8 @@ class RedisDirectory:
                 log.info("{name} moved from #{old} to #{new}", name=local.name, old=old, new=target)
                 participant.receive(Identity(local.name, target, Identity.MOVED, local.operator))
                 if not local.gone:
-                    local.waiting = local.waiting or []
+                    if local.waiting is None:
+                        local.waiting = []
                     self._arrive(local, target, old)
                     return
             self._done(local)
@@ -1058,11 +1169,11 @@ class RedisDirectory:
             self._max_rooms,
         )
         if not self._send(scripts.MOVE, keys, args, answered, 1):
-            local.waiting = None
             participant.receive(Error(NOT_DELIVERED))
+            self._done(local)
 
     def topic(self, participant: IParticipant, text: str | None = None) -> None:
-        def topic(local: _Local) -> Deferred[Any]:
+        def topic(local: _Local) -> Deferred[Any] | None:
             room = local.room
             _log, meta = scripts.room_keys(room.lower())
             if text is None:
@@ -1082,7 +1193,7 @@ class RedisDirectory:
                     )
 
             reply: Deferred[Any] = Deferred()
-            self._room_change(
+            if not self._room_change(
                 room.lower(),
                 room,
                 "t",
@@ -1091,7 +1202,9 @@ class RedisDirectory:
                 flag="1" if local.operator else "",
                 answer=reply.callback,
                 weight=1,
-            )
+            ):
+                participant.receive(Error(NOT_DELIVERED))
+                return None
             return reply.addCallback(answered)
 
         self._when_free(participant, topic)
@@ -1224,7 +1337,9 @@ class RedisDirectory:
             why = f"kicked by {local.name}" + (f": {reason}" if reason else "")
 
             def answered(reply: Any) -> None:
-                if reply and reply[0] == "none":
+                if not reply:
+                    participant.receive(Error(NOT_DELIVERED))
+                elif reply[0] == "none":
                     participant.receive(Error(f"no one here is named {target!r}"))
 
             args = (self.node, next(self._requests), target.lower(), why, f"you were {why}")
@@ -1262,6 +1377,9 @@ class RedisDirectory:
         how_long = "until lifted" if duration is None else f"for {format_idle(duration)}"
 
         def answered(reply: Any) -> None:
+            if not reply:
+                local.participant.receive(Error(NOT_DELIVERED))
+                return
             log.info(
                 "{op} banned {network} {how_long}",
                 op=local.name,
@@ -1284,7 +1402,10 @@ class RedisDirectory:
                 return None
 
             def answered(reply: Any) -> None:
-                if reply and reply[0] == "none":
+                if not reply:
+                    participant.receive(Error(NOT_DELIVERED))
+                    return
+                if reply[0] == "none":
                     participant.receive(Error(f"{target!r} is not banned (/bans lists the bans)"))
                     return
                 log.info("{op} lifted the ban on {network}", op=local.name, network=str(network))
@@ -1366,7 +1487,7 @@ class RedisDirectory:
             return
         flat = [item for pair in self._active.items() for item in (pair[0], repr(pair[1]))]
         self._active = {}
-        self._read_command(("HSET", scripts.ACTIVE, *flat), lambda _: None, 0)
+        self._send(scripts.TOUCH, (scripts.MEMBERS, scripts.ACTIVE), flat)
 
     # reading the records
 
@@ -1384,13 +1505,14 @@ class RedisDirectory:
     def _read(self) -> None:
         if self._reading or self._reader_id is None or not self._reader.connected:
             return
-        if self._epoch is None or self._stopping:
+        if not self._first_done or self._closed:
             return
-        keys = [self._inbox, scripts.CONTROL]
-        for lroom in self._rooms.values():
-            keys.append(scripts.room_keys(lroom.lower)[0])
-        ids = [self._cursors[self._inbox], self._cursors[scripts.CONTROL]]
-        ids.extend(lroom.cursor for lroom in self._rooms.values())
+        # The rooms first: of what one read brings, a member's room line
+        # comes before its private message sent after it.
+        keys = [scripts.room_keys(lroom.lower)[0] for lroom in self._rooms.values()]
+        ids = [lroom.cursor for lroom in self._rooms.values()]
+        keys += [self._inbox, scripts.CONTROL]
+        ids += [self._cursors[self._inbox], self._cursors[scripts.CONTROL]]
         self._reading = True
         self._reads += 1
         number = self._reads
@@ -1541,22 +1663,25 @@ class RedisDirectory:
     def _beat(self) -> None:
         if self._stopping:
             return
+        # Heartbeats are not held through an outage: the next one goes.
+        if not self._in_chat:
+            return
         first = "1" if self._first_heartbeat else "0"
         self._first_heartbeat = False
 
         def answered(reply: Any) -> None:
             if reply == "reaped":
                 self._reaped()
+            elif reply == "stale":
+                self._check_epoch()
 
         keys = (scripts.NODES, scripts.node_key(self.node), self._inbox, scripts.EPOCH)
         args = (self.node, int(self._lease * 1000), int(self._lease * 10_000), first, self._epoch)
-        # Heartbeats are not held through an outage: the next one goes.
-        if self._in_chat:
-            self._send(scripts.HEARTBEAT, keys, args, answered)
-            self._reap()
-            self._beats += 1
-            if self._beats % 30 == 1:
-                self._prune_bans()
+        self._send(scripts.HEARTBEAT, keys, args, answered)
+        self._reap()
+        self._beats += 1
+        if self._beats % 30 == 1:
+            self._prune_bans()
 
     def _prune_bans(self) -> None:
         """Take bans that have run out off Redis's list (so it stays bounded)."""
@@ -1579,15 +1704,21 @@ class RedisDirectory:
         def answered(reply: Any) -> None:
             if not reply:
                 return
-            dead, pairs = reply[0], reply[1:]
+            dead, members = reply[0], reply[1:]
             log.warn(
                 "redis: node {node} was lost; {count} members left with it",
                 node=dead,
-                count=len(pairs) // 2,
+                count=len(members) // 3,
             )
-            for name, room in zip(pairs[::2], pairs[1::2], strict=False):
+            for name, room, pid in zip(*[iter(members)] * 3, strict=False):
                 self._room_change(
-                    room.lower(), room, "l", None, other="node lost", sender=name, forget=dead
+                    room.lower(),
+                    room,
+                    "l",
+                    None,
+                    other="node lost",
+                    sender=name,
+                    token=f"{dead}:{pid}",
                 )
             self._reap()
 
@@ -1614,11 +1745,32 @@ class RedisDirectory:
             participant.receive(Error("this server lost its place in the chat; please reconnect"))
             participant.disconnect("node lost")
 
+    def _check_epoch(self) -> None:
+        """Redis answered for another epoch: it lost its data, our connection staying up."""
+
+        def got(results: list[tuple[bool, Any]]) -> None:
+            epoch = results[1][1]
+            if epoch is None or epoch == self._epoch:
+                return
+            self._epoch = epoch
+            log.warn(
+                "redis: {address} lost the chat's data; telling it who is here again",
+                address=str(self.address),
+            )
+            self._restore()
+            self._beat()
+
+        claim = self._read_deferred(("SET", scripts.EPOCH, secrets.token_hex(8), "NX"))
+        DeferredList([claim, self._read_deferred(("GET", scripts.EPOCH))]).addCallback(got)
+
     def _restore(self) -> None:
-        """Redis came back without its data: tell it again who is here."""
+        """
+        Redis lost its data: tell it again who is here, before anything else
+        waiting to go out (a newcomer could otherwise take a name in use).
+        """
         self._first_heartbeat = True
         for lower, name in self._permanent.items():
-            self._read_command(("HSETNX", scripts.ROOMS, lower, name), lambda _: None, 0)
+            self._read_command(("HSETNX", scripts.ROOMS, lower, name), None, 0, first=True)
         for local in list(self._locals.values()):
             if not local.name or local.gone:
                 continue
@@ -1632,9 +1784,23 @@ class RedisDirectory:
                 "1" if local.operator else "0",
                 local.participant.address,
                 repr(self._clock.seconds()),
+                "1",
             )
-            self._send(scripts.ENTER, keys, args)
+            self._send(scripts.ENTER, keys, args, self._restored(local), first=True)
             self._read_command(
-                ("HSETNX", scripts.ROOMS, local.room.lower(), local.room), lambda _: None, 0
+                ("HSETNX", scripts.ROOMS, local.room.lower(), local.room), None, 0, first=True
             )
-            self._room_change(local.room.lower(), local.room, "R", local)
+            self._room_change(local.room.lower(), local.room, "R", local, first=True)
+
+    def _restored(self, local: _Local) -> Callable[[Any], None]:
+        def answered(reply: Any) -> None:
+            if reply and reply[0] == "taken" and not local.gone:
+                # (another node told Redis first of a member with this name)
+                participant = local.participant
+                participant.receive(
+                    Error("this server lost track of your name, and someone has it now; reconnect")
+                )
+                self.leave(participant, "name lost")
+                participant.disconnect("name lost")
+
+        return answered

@@ -157,7 +157,8 @@ class _Reporting:
 
     def connect(self, factory: Any) -> Deferred[Any]:
         def failed(failure: Any) -> Any:
-            if not self.link._failing:
+            # Once connected, the directory says when Redis goes and comes back.
+            if not self.link._failing and not self.link.ever_ready:
                 self.link._failing = True
                 log.warn(
                     "redis: cannot connect to {address} ({link}): {error}; trying again",
@@ -197,6 +198,7 @@ class RedisLink:
         self._ready = ready
         self._lost = lost
         self._failing = False
+        self.ever_ready = False
         self._service = ClientService(
             _Reporting(address.endpoint(reactor), self),
             _ProtocolFactory(reply_timeout),
@@ -259,7 +261,7 @@ class RedisLink:
         error = getattr(failure.value, "subFailure", failure)
         if error.check(txredisapi.ConnectionError) and protocol.lost_reason is not None:
             error = protocol.lost_reason
-        if not self._failing:
+        if not self._failing and not self.ever_ready:
             self._failing = True
             log.error(
                 "redis: cannot connect to {address} ({link}): {error}; trying again",
@@ -272,6 +274,7 @@ class RedisLink:
 
     def _now_ready(self, protocol: Any) -> Deferred[None]:
         self._failing = False
+        self.ever_ready = True
         self.protocol = protocol
         protocol.whenDisconnected().addCallback(lambda _: self._gone(protocol))
         outcome = self._ready(protocol)

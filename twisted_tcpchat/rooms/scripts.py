@@ -60,7 +60,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 #: KEYS members, node hash, guests, active.
-#: ARGV node, pid, name ('' for a guest), lower name, room, op, address, now.
+#: ARGV node, pid, name ('' for a guest), lower name, room, op, address, now,
+#: '1' when telling a Redis that lost its data of a member already here.
 ENTER = Script(
     "enter",
     """
@@ -77,6 +78,10 @@ if name == '' then
   until redis.call('HEXISTS', KEYS[1], lower) == 0
 elseif redis.call('HEXISTS', KEYS[1], lower) == 1 then
   return {'taken'}
+end
+local number = ARGV[9] == '1' and string.match(lower, '^guest(%d+)$')
+if number and tonumber(number) > tonumber(redis.call('GET', KEYS[3]) or '0') then
+  redis.call('SET', KEYS[3], number)  -- (a guest name told again: new guests pass it)
 end
 redis.call('HSET', KEYS[1], lower, cjson.encode({node=ARGV[1], pid=ARGV[2], name=name,
   room=ARGV[5], op=ARGV[6], addr=ARGV[7], since=ARGV[8]}))
@@ -154,23 +159,69 @@ return {'ok', display, created}
 #: KEYS log, meta.
 #: ARGV node, request, kind, sender, token, text, other, at, lines, record
 #: size, history lines, room name, flag (an operator's topic; a permanent
-#: room; the lock), idle ms, node to forget.
+#: room; the lock).
 #: Kinds: m message, a action, j joined, i came in, l left, o went out,
 #: r renamed, t topic, n notice; without an entry: k lock, R restore.
 #: Answers C{ok, entry id, room seq, topic (on arrival) or 'closed' (the
 #: last one left a room where nothing was said), members (on arrival), the
-#: newest history entries...}, or C{dup} (applied already), C{locked},
-#: C{noroom}.
+#: newest history entries...}, or C{dup} (applied already; an arrival sent
+#: again gets its first answer again), C{locked}, C{noroom}.
+#:
+#: The meta hash holds, beside the room's own fields, C{w:NODE} (the last
+#: request of that node applied here, and when: fields older than an hour
+#: are pruned, as a request is sent again only within an outage) and
+#: C{a:TOKEN} (the arrival entry of each member here: a leave counts a
+#: member out only if its arrival was counted).
 ROOM = Script(
     "room",
-    """
+    _NOW
+    + """
 local log, meta = KEYS[1], KEYS[2]
-local kind = ARGV[3]
-if ARGV[15] ~= '' then redis.call('HDEL', meta, 'w:' .. ARGV[15]) end
-local applied = tonumber(redis.call('HGET', meta, 'w:' .. ARGV[1]) or '0')
-if tonumber(ARGV[2]) <= applied then return {'dup'} end
+local kind, token = ARGV[3], ARGV[5]
+
+local function arrival(id)
+  local result = {'ok', id, 0, redis.call('HGET', meta, 'topic') or '',
+    tonumber(redis.call('HGET', meta, 'members') or '0')}
+  local entry = redis.call('XRANGE', log, id, id)
+  if #entry > 0 then result[3] = tonumber(entry[1][2][14]) end
+  local want = tonumber(ARGV[11])
+  local got, scanned, from = 0, 0, id
+  while got < want and scanned < 5000 do
+    local chunk = redis.call('XREVRANGE', log, '(' .. from, '-', 'COUNT', 200)
+    if #chunk == 0 then break end
+    for _, e in ipairs(chunk) do
+      scanned = scanned + 1
+      from = e[1]
+      local f = e[2]
+      if f[2] == 'm' or f[2] == 'a' then
+        table.insert(result, e)
+        got = got + tonumber(f[18])
+        if got >= want then break end
+      end
+    end
+  end
+  return result
+end
+
+local last = redis.call('HGET', meta, 'w:' .. ARGV[1])
+if last and tonumber(string.match(last, '^(%d+)')) >= tonumber(ARGV[2]) then
+  if kind == 'j' or kind == 'i' then
+    local id = redis.call('HGET', meta, 'a:' .. token)
+    if id then return arrival(id) end
+  end
+  return {'dup'}
+end
 if kind == 'n' and redis.call('EXISTS', meta) == 0 then return {'noroom'} end
-redis.call('HSET', meta, 'w:' .. ARGV[1], ARGV[2], 'name', ARGV[12])
+redis.call('HSET', meta, 'w:' .. ARGV[1], ARGV[2] .. ':' .. now, 'name', ARGV[12])
+if redis.call('HLEN', meta) > 64 then
+  local fields = redis.call('HGETALL', meta)
+  for i = 1, #fields, 2 do
+    local at = string.match(fields[i + 1], ':(%d+)$')
+    if string.sub(fields[i], 1, 2) == 'w:' and at and tonumber(at) < now - 3600000 then
+      redis.call('HDEL', meta, fields[i])
+    end
+  end
+end
 if kind == 't' then
   if ARGV[13] ~= '1' and redis.call('HGET', meta, 'locked') == '1' then return {'locked'} end
   redis.call('HSET', meta, 'topic', ARGV[6])
@@ -178,7 +229,9 @@ elseif kind == 'k' then
   redis.call('HSET', meta, 'locked', ARGV[13])
   return {'ok'}
 elseif kind == 'R' then
-  redis.call('HINCRBY', meta, 'members', 1)
+  if redis.call('HSETNX', meta, 'a:' .. token, '0-1') == 1 then
+    redis.call('HINCRBY', meta, 'members', 1)
+  end
   redis.call('PERSIST', meta)
   redis.call('PERSIST', log)
   return {'ok'}
@@ -191,10 +244,16 @@ local q = redis.call('HINCRBY', meta, 'seq', 1)
 local total = redis.call('HINCRBY', meta, 'lines', nl)
 if nl > 0 then redis.call('HSET', meta, 'said', '1') end
 local id = redis.call('XADD', log, 'MAXLEN', '~', ARGV[10], '*',
-  'k', kind, 's', ARGV[4], 'p', ARGV[5], 'x', ARGV[6], 'o', ARGV[7], 'at', ARGV[8],
+  'k', kind, 's', ARGV[4], 'p', token, 'x', ARGV[6], 'o', ARGV[7], 'at', ARGV[8],
   'q', q, 'l', total, 'n', nl)
+if kind == 'j' or kind == 'i' then
+  redis.call('HSET', meta, 'a:' .. token, id)
+  redis.call('PERSIST', log)
+  redis.call('PERSIST', meta)
+  return arrival(id)
+end
 local result = {'ok', id, q, '', 0}
-if kind == 'l' or kind == 'o' then
+if (kind == 'l' or kind == 'o') and redis.call('HDEL', meta, 'a:' .. token) == 1 then
   local members = redis.call('HINCRBY', meta, 'members', -1)
   if members <= 0 then
     redis.call('HSET', meta, 'members', 0)
@@ -206,27 +265,6 @@ if kind == 'l' or kind == 'o' then
       else
         redis.call('PEXPIRE', log, ARGV[14])
         redis.call('PEXPIRE', meta, ARGV[14])
-      end
-    end
-  end
-elseif kind == 'j' or kind == 'i' then
-  redis.call('PERSIST', log)
-  redis.call('PERSIST', meta)
-  result[4] = redis.call('HGET', meta, 'topic') or ''
-  result[5] = tonumber(redis.call('HGET', meta, 'members'))
-  local want = tonumber(ARGV[11])
-  local got, scanned, from = 0, 0, id
-  while got < want and scanned < 5000 do
-    local chunk = redis.call('XREVRANGE', log, '(' .. from, '-', 'COUNT', 200)
-    if #chunk == 0 then break end
-    for _, entry in ipairs(chunk) do
-      scanned = scanned + 1
-      from = entry[1]
-      local f = entry[2]
-      if f[2] == 'm' or f[2] == 'a' then
-        table.insert(result, entry)
-        got = got + tonumber(f[18])
-        if got >= want then break end
       end
     end
   end
@@ -292,7 +330,8 @@ return {'ok'}
 )
 
 #: KEYS nodes, node hash, inbox, epoch.
-#: ARGV node, lease ms, keep ms, first ('1'/'0'), the epoch the node knows.
+#: ARGV node, lease ms, keep ms (the inbox's), first ('1'/'0'), the epoch
+#: the node knows.  (The node hash has no time to live: REAP or BYE end it.)
 #: A heartbeat from before Redis lost its data (held through the outage)
 #: is C{stale}: the node tells Redis again who is here, then beats anew.
 HEARTBEAT = Script(
@@ -302,7 +341,6 @@ HEARTBEAT = Script(
 if redis.call('GET', KEYS[4]) ~= ARGV[5] then return 'stale' end
 if ARGV[4] ~= '1' and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'reaped' end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return 'ok'
 """,
@@ -310,7 +348,7 @@ return 'ok'
 
 #: KEYS nodes, members, active, applied.  ARGV this node.
 #: The first node whose lease has ended: its members' names freed, and
-#: returned (name, room, ...) for their rooms to hear they left.
+#: returned (node, name, room, pid, ...) for their rooms to hear they left.
 REAP = Script(
     "reap",
     _NOW
@@ -331,6 +369,7 @@ for i = 1, #fields, 2 do
       redis.call('HDEL', KEYS[3], lower)
       table.insert(out, x.name)
       table.insert(out, x.room)
+      table.insert(out, x.pid)
     end
   end
 end
@@ -341,15 +380,46 @@ return out
 """,
 )
 
-#: KEYS nodes, node hash, inbox, applied.  ARGV node.  A node stopping.
+#: KEYS nodes, node hash, inbox, applied, members, active.  ARGV node.
+#: A node stopping: whoever it still holds is freed and returned (name,
+#: room, pid, ...) for their rooms to hear they left.
 BYE = Script(
     "bye",
     """
+local out = {}
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  local m = redis.call('HGET', KEYS[5], fields[i + 1])
+  if m then
+    local x = cjson.decode(m)
+    if x.node == ARGV[1] then
+      redis.call('HDEL', KEYS[5], fields[i + 1])
+      redis.call('HDEL', KEYS[6], fields[i + 1])
+      table.insert(out, x.name)
+      table.insert(out, x.room)
+      table.insert(out, x.pid)
+    end
+  end
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HDEL', KEYS[4], ARGV[1])
+return out
+""",
+)
+
+#: KEYS members, active.  ARGV lower name, time, ...: when members were last
+#: active (only those still here: a name gone meanwhile is not written back).
+TOUCH = Script(
+    "touch",
+    """
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
 return 'ok'
 """,
 )
 
-ALL = (ENTER, LEAVE, RENAME, MOVE, ROOM, WHISPER, KICK, BAN, HEARTBEAT, REAP, BYE)
+ALL = (ENTER, LEAVE, RENAME, MOVE, ROOM, WHISPER, KICK, BAN, HEARTBEAT, REAP, BYE, TOUCH)
