@@ -348,6 +348,8 @@ class OutageTests(RedisCase):
         lost = [line for line in self.logged if "lost" in line and "redis" in line]
         back = [line for line in self.logged if "is back after" in line]
         self.assertEqual((len(lost), len(back)), (2, 2), self.logged)  # (one of each per node)
+        redis_lines = [line for line in self.logged if line.startswith("redis:")]
+        self.assertEqual(len(redis_lines), 4, redis_lines)
 
     def test_past_the_limit_senders_are_told(self) -> None:
         one = self.node(outbox_limit=3)

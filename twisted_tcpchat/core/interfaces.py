@@ -176,7 +176,8 @@ class IDirectory(Interface):
     def notice(room: str, text: str, sender: str | None = None) -> None:
         """
         Tell every member of C{room} something (an application's
-        announcement); KeyError if there is no such room.
+        announcement); KeyError if there is no such room (a remote
+        directory, which cannot know at once, logs that instead).
         """
 
     def kick(participant: IParticipant, target: str, reason: str) -> None:
