@@ -433,6 +433,7 @@ class RedisDirectory:
             self._reader_ready,
             self._reader_lost,
             reply_timeout=None,
+            report=False,
         )
         self._ready_waiters: list[Deferred[None]] = []
         self._reads = 0  # reads of the records started

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -19,7 +19,7 @@ from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from zope.interface import implementer
 
 INSTALL_HINT = "--redis needs the Redis client: pip install 'twisted-tcpchat[redis]'"
@@ -147,6 +147,12 @@ class _ProtocolFactory(Factory):
     isLazy = False
 
 
+class _QuietClientService(ClientService):
+    """ClientService, without a log line per retry: the directory says when Redis goes and comes."""
+
+    _log = Logger(observer=cast(ILogObserver, lambda event: None))
+
+
 @implementer(IStreamClientEndpoint)
 class _Reporting:
     """An endpoint that logs the first failure of a run of failed connections."""
@@ -181,6 +187,8 @@ class RedisLink:
     @param lost: called when a usable connection is lost.
     @param reply_timeout: seconds after which an unanswered command closes
         the connection (None for a link that waits in blocking reads).
+    @param report: whether to log that Redis cannot be reached before the
+        first connection (one link of a node says it).
     """
 
     def __init__(
@@ -191,6 +199,7 @@ class RedisLink:
         ready: Callable[[Any], Deferred[None] | None],
         lost: Callable[[], None],
         reply_timeout: float | None = 5.0,
+        report: bool = True,
     ) -> None:
         self.address = address
         self.name = name
@@ -198,8 +207,9 @@ class RedisLink:
         self._ready = ready
         self._lost = lost
         self._failing = False
-        self.ever_ready = False
-        self._service = ClientService(
+        # (a link that does not report counts as having been ready: it is silent)
+        self.ever_ready = not report
+        self._service = _QuietClientService(
             _Reporting(address.endpoint(reactor), self),
             _ProtocolFactory(reply_timeout),
             retryPolicy=backoffPolicy(initialDelay=0.1, maxDelay=2.0, factor=2.0),
