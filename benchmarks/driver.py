@@ -30,6 +30,17 @@ Scenarios::
             (L{benchmarks.joins})
     suite   all of the issue's scenarios, full size (--quick: small), then joins
 
+With C{--nodes N}, each scenario also runs against N of our nodes of one
+chat on one redis-server (C{--redis}), a row of its own next to ours (the
+single in-memory node) in the same run: the benchmark starts Debian's
+redis-server for each run in the work directory on a free port (nothing
+written to disk), the nodes on it, and connects client I to node I mod N.
+That row also shows what Redis did: its CPU (C{INFO cpu}) per line sent, its
+script calls (C{INFO commandstats}) per line sent, and its memory
+(C{INFO memory}) sampled through the run.  The nodes and Redis share the
+server's core, unless C{--node-cores} spreads them.  C{--batch K} (rate
+mode) sends K lines of one sender in each write.
+
 The generator is format-agnostic: a client is ready once the server sends it
 any byte, and a relayed line counts when it ends with the stamp
 C{|SSSS:QQQQQQQQ:TTTTTTTTTTTTTTTT} (sender, sequence number, send time in
@@ -66,7 +77,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from benchmarks import joins
 from benchmarks.trace import STAGES
@@ -102,6 +113,9 @@ NEEDS_ROOMS = frozenset({"rooms"})
 #: Seconds to wait for a server to listen.
 START_DEADLINE = 30.0
 
+#: The most nodes --nodes starts (the generator takes up to 64 ports).
+MAX_NODES = 64
+
 _LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
 
 
@@ -129,6 +143,8 @@ class Scenario:
         server takes them, at most C{connect_window} pending).
     @ivar rooms: how many rooms the clients are spread over, client I
         joining room C{rI mod rooms} (0: no joining, the one room).
+    @ivar batch: rate mode: lines each send puts in one write (the total
+        rate in lines is the same).
     """
 
     kind: str
@@ -142,6 +158,7 @@ class Scenario:
     connect_rate: float = 1000.0
     connect_window: int = 256
     rooms: int = 0
+    batch: int = 1
 
     @property
     def title(self) -> str:
@@ -159,13 +176,19 @@ class Scenario:
             what += f" {self.rate:g} lines/s in total"
         if self.kind != "idle":
             what += f", {self.size}-byte lines, {self.duration:g} s"
+        if self.batch > 1 and self.mode == "rate":
+            what += f", {self.batch} lines per write"
         pace = f"{self.connect_rate:g}/s" if self.connect_rate else "unpaced"
         return f"{what}; connects {pace}"
 
-    def loadgen_args(self, port: int, limit: float) -> list[str]:
-        """The generator's command-line arguments."""
+    def loadgen_args(self, port: int | Sequence[int], limit: float) -> list[str]:
+        """
+        The generator's command-line arguments: against one port, or
+        several (client I connecting to the I mod Nth).
+        """
+        ports = [port] if isinstance(port, int) else list(port)
         return [
-            f"--port={port}",
+            f"--port={ports[0]}" if len(ports) == 1 else f"--ports={','.join(map(str, ports))}",
             f"--clients={self.clients}",
             f"--senders={self.senders}",
             f"--mode={self.mode}",
@@ -178,6 +201,7 @@ class Scenario:
             f"--limit={limit:.0f}",
             "--per-sender",
             *([f"--rooms={self.rooms}"] if self.rooms else []),
+            *([f"--batch={self.batch}"] if self.batch > 1 and self.mode == "rate" else []),
         ]
 
     def time_limit(self) -> float:
@@ -331,16 +355,16 @@ def compile_tools(workdir: Path, sources: Path = HERE) -> Tools:
     return Tools(built["loadgen"], built["relay"])
 
 
-def _child_setup(core: int | None, nice: int = 0) -> Callable[[], None]:
+def _child_setup(core: int | set[int] | None, nice: int = 0) -> Callable[[], None]:
     """
-    What a child runs before exec: its own core, its niceness, the open-file
+    What a child runs before exec: its own core (or cores), its niceness, the open-file
     soft limit raised to the hard one, and death with this process
     (PR_SET_PDEATHSIG), so that nothing outlives an interrupted benchmark.
     """
 
     def setup() -> None:
         if core is not None:
-            os.sched_setaffinity(0, {core})
+            os.sched_setaffinity(0, {core} if isinstance(core, int) else core)
         if nice:
             with suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -402,10 +426,14 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 @dataclass
 class ServerSpec:
-    """A server under test: C{ours}, or a command with C{{port}} in it."""
+    """
+    A server under test: C{ours}, or a command with C{{port}} in it, or
+    (C{nodes} > 0) that many of ours on one Redis.
+    """
 
     name: str
     command: str = ""
+    nodes: int = 0
 
     @property
     def is_ours(self) -> bool:
@@ -417,9 +445,14 @@ class ServerSpec:
         return self.name == "traced" and not self.command
 
     @property
+    def is_cluster(self) -> bool:
+        """Nodes of ours on one Redis of the run's own."""
+        return self.nodes > 0 and not self.command
+
+    @property
     def runs_ours(self) -> bool:
         """Our twistd, traced or not: it finds its own port and says it in its log."""
-        return self.is_ours or self.is_traced
+        return self.is_ours or self.is_traced or self.is_cluster
 
     @property
     def has_rooms(self) -> bool:
@@ -452,6 +485,9 @@ class Options:
     quiet_wait: float = 30.0
     sample: float = 5.0
     verbose: bool = False
+    #: --nodes: node K on node_cores[K mod len], Redis on any of them
+    #: (empty: all on the server's core).
+    node_cores: tuple[int, ...] = ()
 
 
 def twistd_path() -> str:
@@ -562,6 +598,265 @@ def _port_from_log(log: Path, process: subprocess.Popen[bytes], deadline: float)
     raise BenchError("twistd did not log its port in time")
 
 
+# --- a cluster: nodes of ours on one Redis -----------------------------------------
+
+#: How the benchmark's redis-server runs, besides its port and directory:
+#: in the foreground, nothing written to disk.
+REDIS_OPTIONS = ("--save", "", "--appendonly", "no", "--daemonize", "no")
+
+#: What a node logs once it is part of the chat.
+_JOINED = re.compile(rb"joined the chat at redis://")
+
+#: Lines of a server's log that tell of trouble (a node fallen behind warns).
+_TROUBLE = re.compile(rb"#(?:warn|error|critical)\]|Traceback|Unhandled")
+
+
+def cluster_name(nodes: int) -> str:
+    """The row of C{--nodes N}."""
+    return f"{nodes}-node{'s' * (nodes != 1)}"
+
+
+def _encode_command(args: Sequence[str | int]) -> bytes:
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _read_reply(stream: BinaryIO) -> object:
+    """One RESP2 reply from C{stream} (errors raise L{BenchError})."""
+    line = stream.readline()
+    if not line.endswith(b"\r\n"):
+        raise BenchError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise BenchError(f"redis: {rest.decode(errors='replace')}")
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        return None if size < 0 else stream.read(size + 2)[:-2].decode(errors="replace")
+    if kind == b"*":
+        size = int(rest)
+        return None if size < 0 else [_read_reply(stream) for _ in range(size)]
+    raise BenchError(f"redis: unexpected reply {line[:40]!r}")
+
+
+def redis_command(port: int, *args: str | int, timeout: float = 5.0) -> object:
+    """One command to the Redis on loopback C{port}; its reply (a small RESP client)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(_encode_command(args))
+        with connection.makefile("rb") as stream:
+            return _read_reply(stream)
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """The C{key:value} lines of Redis's C{INFO}."""
+    info = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith("#"):
+            info[key.strip()] = value.strip()
+    return info
+
+
+def redis_stats(info: dict[str, str]) -> dict[str, float]:
+    """
+    From C{INFO cpu memory commandstats}: C{cpu} (used_cpu_sys +
+    used_cpu_user, seconds), C{memory} (used_memory, bytes) and
+    C{calls:NAME} and C{usec:NAME}, the calls of each command so far and
+    the microseconds they took.
+    """
+    stats: dict[str, float] = {}
+    if "used_cpu_sys" in info and "used_cpu_user" in info:
+        stats["cpu"] = float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    if "used_memory" in info:
+        stats["memory"] = float(info["used_memory"])
+    for key, value in info.items():
+        match = re.match(r"calls=(\d+),usec=(\d+)", value)
+        if key.startswith("cmdstat_") and match:
+            name = key[len("cmdstat_") :]
+            stats[f"calls:{name}"] = float(match.group(1))
+            stats[f"usec:{name}"] = float(match.group(2))
+    return stats
+
+
+def redis_info(port: int) -> dict[str, float]:
+    """L{redis_stats} of the Redis on C{port} now."""
+    reply = redis_command(port, "INFO", "cpu", "memory", "commandstats")
+    return redis_stats(parse_info(reply if isinstance(reply, str) else ""))
+
+
+def room_records(port: int, limit: int = 100_000) -> list[int]:
+    """The length of each room's record (stream) in the Redis on C{port}."""
+    keys: list[str] = []
+    cursor = "0"
+    for _ in range(limit // 1000 + 1):  # (bounded, whatever SCAN answers)
+        reply = redis_command(port, "SCAN", cursor, "MATCH", "tcpchat:room:*:log", "COUNT", 1000)
+        if not isinstance(reply, list) or len(reply) != 2:
+            break
+        cursor, found = str(reply[0]), reply[1]
+        keys.extend(str(key) for key in found or ())
+        if cursor == "0" or len(keys) >= limit:
+            break
+    lengths = [redis_command(port, "XLEN", key) for key in keys]
+    return [n for n in lengths if isinstance(n, int)]
+
+
+def wait_for_redis(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
+    """Wait until the Redis on C{port} answers C{PING}."""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"redis-server exited with status {process.returncode}")
+        with suppress(OSError, BenchError):
+            if redis_command(port, "PING", timeout=1.0) == "PONG":
+                return
+        time.sleep(0.05)
+    raise BenchError(f"redis-server did not answer on port {port} within {START_DEADLINE:g} s")
+
+
+def _wait_for_log(
+    log: Path, pattern: re.Pattern[bytes], process: subprocess.Popen[bytes], deadline: float
+) -> None:
+    while time.monotonic() < deadline:
+        with suppress(OSError):
+            if pattern.search(log.read_bytes()):
+                return
+        if process.poll() is not None:
+            raise BenchError(f"twistd exited with status {process.returncode}")
+        time.sleep(0.05)
+    raise BenchError(f"twistd did not log {pattern.pattern.decode()!r} in time")
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
+    """End processes we started, together: SIGTERM to each, then SIGKILL after C{grace}."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(grace)
+
+
+@dataclass
+class Started:
+    """
+    What a run is against: the server's processes (one, or a cluster's
+    nodes), the port of each, their logs, and a cluster's Redis.
+    """
+
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+    redis: subprocess.Popen[bytes] | None = None
+    redis_port: int = 0
+
+
+@contextmanager
+def running(
+    spec: ServerSpec, tools: Tools, workdir: Path, core: int | None, options: Options, life: float
+) -> Iterator[Started]:
+    """Start a server or a cluster, wait until it serves, yield it, stop it."""
+    if spec.is_cluster:
+        with running_cluster(spec, workdir, core, options) as started:
+            yield started
+        return
+    with running_server(spec, tools, workdir, core, options, life) as (process, port):
+        logs = [workdir / f"{spec.name}.out"] if spec.runs_ours else []
+        yield Started([process], [port], logs)
+
+
+@contextmanager
+def running_cluster(
+    spec: ServerSpec, workdir: Path, core: int | None, options: Options
+) -> Iterator[Started]:
+    """
+    A redis-server of this run's own (a free port, its directory in the
+    work directory, nothing saved), then C{spec.nodes} of ours on it, all
+    on C{core} (or node K on C{options.node_cores[K mod len]}, Redis on any
+    of them); yield them once every node serves; stop the nodes, then Redis.
+    """
+    spread = options.node_cores if core is not None else ()
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise BenchError("redis-server is not installed (apt-get install redis-server)")
+    home = workdir / f"{spec.name}.redis"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    started = Started(redis_port=free_port())
+    argv = [executable, "--port", str(started.redis_port), "--bind", "127.0.0.1"]
+    argv += ["--dir", str(home), "--logfile", str(home / "redis.log"), *REDIS_OPTIONS]
+    started.redis = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=_child_setup(set(spread) if spread else core, options.nice),
+        cwd=home,
+    )
+    try:
+        deadline = time.monotonic() + START_DEADLINE
+        wait_for_redis(started.redis_port, started.redis, deadline)
+        url = f"redis://127.0.0.1:{started.redis_port}/0"
+        for number in range(1, spec.nodes + 1):
+            log = workdir / f"{spec.name}.node{number}.out"
+            with open(log, "wb") as out:
+                started.processes.append(
+                    subprocess.Popen(
+                        [*ours_argv(options), "--redis", url],
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        preexec_fn=_child_setup(
+                            spread[(number - 1) % len(spread)] if spread else core, options.nice
+                        ),
+                        cwd=workdir,
+                    )
+                )
+            started.logs.append(log)
+        for process, log in zip(started.processes, started.logs, strict=True):
+            port = _port_from_log(log, process, deadline)
+            _wait_for_log(log, _JOINED, process, deadline)
+            wait_until_serving(port, process, deadline)
+            started.ports.append(port)
+        yield started
+    except BenchError as e:
+        tails = [f"{log.name}:\n{_log_tail(log)}" for log in started.logs]
+        tails.append(f"redis.log:\n{_log_tail(home / 'redis.log')}")
+        raise BenchError("\n".join([f"{spec.name}: {e}", *tails]).rstrip()) from None
+    finally:
+        stop_all(started.processes)
+        stop(started.redis)
+
+
+def log_trouble(log: Path, chunk: int = 1 << 22) -> tuple[int, str]:
+    """
+    How many lines of a server's log tell of trouble (warnings, errors, tracebacks),
+    and the first of them; read a piece at a time (a long run logs a lot).
+    """
+    count, first, rest = 0, "", b""
+    try:
+        with open(log, "rb") as f:
+            while block := f.read(chunk):
+                *lines, rest = (rest + block).split(b"\n")
+                for line in lines:
+                    if _TROUBLE.search(line):
+                        count += 1
+                        first = first or line.decode(errors="replace")[:300]
+    except OSError:
+        return 0, ""
+    if rest and _TROUBLE.search(rest):
+        count += 1
+        first = first or rest.decode(errors="replace")[:300]
+    return count, first
+
+
 # --- one run -------------------------------------------------------------------------
 
 
@@ -572,45 +867,135 @@ class Run:
     figures: dict[str, float]
     senders: list[dict[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: A cluster's Redis: (seconds since the run started, used_memory bytes).
+    redis_memory: list[tuple[float, float]] = field(default_factory=list)
+    #: The server's RSS (a cluster's nodes summed) while it ran: (seconds, KiB).
+    rss: list[tuple[float, float]] = field(default_factory=list)
+
+
+def _total(values: Sequence[float | None]) -> float | None:
+    """The sum of what is known (None when nothing is: every process gone)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 class _Watch:
-    """Snapshots of the server, the generator and the machine at each phase."""
+    """
+    Snapshots of the server (its processes summed: a cluster's nodes), the
+    generator, the machine and a cluster's Redis at each phase.
+    """
 
-    def __init__(self, server: int, generator: int) -> None:
-        self.server = server
+    def __init__(
+        self, server: int | Sequence[int], generator: int, redis: tuple[int, int] | None = None
+    ) -> None:
+        self.servers = [server] if isinstance(server, int) else list(server)
         self.generator = generator
+        self.redis = redis  # (pid, port)
         self.rss: dict[str, float] = {}
-        self.samples: list[tuple[float, int]] = []
-        self.marks: dict[str, tuple[float, float, float, float]] = {}
+        self.samples: list[tuple[float, float]] = []
+        self.marks: dict[str, tuple[float, float, float, float, float]] = {}
+        self.redis_marks: dict[str, tuple[float, dict[str, float]]] = {}
+        self.redis_memory: list[tuple[float, float]] = []
+        self.redis_errors: list[str] = []
+
+    def _rss(self) -> float | None:
+        return _total([process_rss(pid) for pid in self.servers])
+
+    def _redis(self) -> dict[str, float]:
+        if self.redis is None:
+            return {}
+        try:
+            return redis_info(self.redis[1])
+        except (OSError, BenchError, ValueError) as e:
+            if len(self.redis_errors) < 5:
+                self.redis_errors.append(f"{type(e).__name__}: {e}")
+            return {}
 
     def mark(self, phase: str) -> None:
         self.marks[phase] = (
             time.monotonic(),
-            process_cpu(self.server) or 0.0,
+            _total([process_cpu(pid) for pid in self.servers]) or 0.0,
             process_cpu(self.generator) or 0.0,
             machine_busy(),
+            (process_cpu(self.redis[0]) or 0.0) if self.redis else 0.0,
         )
-        rss = process_rss(self.server)
+        rss = self._rss()
         if rss is not None:
             self.rss[phase] = rss
+        if self.redis is not None:
+            self.mark_redis(phase)
+
+    def mark_redis(self, phase: str) -> None:
+        """What a cluster's Redis says now (C{INFO}): its CPU, memory, calls."""
+        stats = self._redis()
+        if stats:
+            self.redis_marks[phase] = (time.monotonic(), stats)
+            if "memory" in stats:
+                self.redis_memory.append((time.monotonic(), stats["memory"]))
 
     def sample(self) -> None:
-        rss = process_rss(self.server)
+        rss = self._rss()
         if rss is not None:
             self.samples.append((time.monotonic(), rss))
+        if self.redis is not None:
+            memory = self._redis().get("memory")
+            if memory is not None:
+                self.redis_memory.append((time.monotonic(), memory))
+
+    def rss_series(self) -> list[tuple[float, float]]:
+        """The server's RSS samples (KiB), in seconds since the run started."""
+        if "start" not in self.marks:
+            return []
+        t0 = self.marks["start"][0]
+        return [(round(t - t0, 3), rss) for t, rss in self.samples]
+
+    def memory_series(self) -> list[tuple[float, float]]:
+        """Redis's used_memory samples, in seconds since the run started."""
+        if "start" not in self.marks:
+            return []
+        t0 = self.marks["start"][0]
+        return [(round(t - t0, 3), memory) for t, memory in sorted(self.redis_memory)]
+
+    def redis_figures(self, sent: float) -> dict[str, float]:
+        """
+        What Redis did: its CPU over the run (a share of a core), and from
+        the run's start until the generator was done (drain included) its
+        CPU and the calls of each script (EVALSHA) and read (XREAD) per
+        line sent; its memory at the start, at its peak and at the end.
+        """
+        out: dict[str, float] = {}
+        start, end, done = (self.redis_marks.get(p) for p in ("start", "end", "done"))
+        if start and end and "cpu" in start[1] and "cpu" in end[1]:
+            out["redis_cpu"] = (end[1]["cpu"] - start[1]["cpu"]) / max(end[0] - start[0], 1e-6)
+        if start and done and sent > 0:
+            if "cpu" in start[1] and "cpu" in done[1]:
+                out["redis_us_per_msg"] = (done[1]["cpu"] - start[1]["cpu"]) / sent * 1e6
+            for command in ("evalsha", "xread"):
+                key = f"calls:{command}"
+                calls = done[1].get(key, 0.0) - start[1].get(key, 0.0)
+                out[f"{command}_per_msg"] = calls / sent
+                usec = done[1].get(f"usec:{command}", 0.0) - start[1].get(f"usec:{command}", 0.0)
+                if calls > 0:
+                    out[f"{command}_us_per_call"] = usec / calls
+        memory = [m for _, m in self.memory_series()]
+        if memory:
+            out["redis_mem_start_kib"] = memory[0] / 1024
+            out["redis_mem_peak_kib"] = max(memory) / 1024
+        if done and "memory" in done[1]:
+            out["redis_mem_end_kib"] = done[1]["memory"] / 1024
+        return out
 
     def figures(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for phase, rss in self.rss.items():
             out[f"rss_{phase}_kib"] = rss
         if "start" in self.marks and "end" in self.marks:
-            t0, s0, g0, b0 = self.marks["start"]
-            t1, s1, g1, b1 = self.marks["end"]
+            t0, s0, g0, b0, r0 = self.marks["start"]
+            t1, s1, g1, b1, r1 = self.marks["end"]
             span = max(t1 - t0, 1e-6)
             out["srv_cpu"] = (s1 - s0) / span
             out["gen_cpu_proc"] = (g1 - g0) / span
-            out["bg_cpu"] = max(0.0, (b1 - b0) - (s1 - s0) - (g1 - g0)) / span
+            out["bg_cpu"] = max(0.0, (b1 - b0) - (s1 - s0) - (g1 - g0) - (r1 - r0)) / span
         if len(self.samples) >= 2:
             (t0, first), (t1, last) = self.samples[0], self.samples[-1]
             out["rss_growth_kib"] = last - first
@@ -650,34 +1035,59 @@ def run_once(
     """Start the server, run the generator against it once, stop the server."""
     limit = scenario.time_limit()
     notes = []
+    records: list[int] = []
     if options.quiet_wait > 0:
         wait_for_quiet(options.quiet_wait)
-    with running_server(spec, tools, workdir, cores[0], options, limit + 60) as (server, port):
+    with running(spec, tools, workdir, cores[0], options, limit + 60) as started:
         time.sleep(0.2)  # let a freshly started server settle its memory
-        base = process_rss(server.pid)
-        argv = [str(tools.loadgen), *scenario.loadgen_args(port, limit)]
+        pids = [process.pid for process in started.processes]
+        base = _total([process_rss(pid) for pid in pids])
+        argv = [str(tools.loadgen), *scenario.loadgen_args(started.ports, limit)]
         generator = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             preexec_fn=_child_setup(cores[1], options.nice),
         )
-        watch = _Watch(server.pid, generator.pid)
-        shared = _shared_cpus(server.pid, generator.pid)
+        redis = (started.redis.pid, started.redis_port) if started.redis else None
+        watch = _Watch(pids, generator.pid, redis)
+        shared = _shared_cpus(pids[0], generator.pid)
         if shared and cores[0] is not None and cores[0] != cores[1]:
             notes.append(f"the server and the generator may share CPU {sorted(shared)}")
         try:
             text = _follow(generator, watch, time.monotonic() + limit + 15, options.sample)
         finally:
             stop(generator, grace=2.0)
-        exited = server.poll()
+        if redis is not None:
+            if "done" not in watch.redis_marks:  # (the generator says when it is done)
+                watch.mark_redis("done")
+            with suppress(OSError, BenchError):
+                records = room_records(redis[1])
+        exited = [(number, process.poll()) for number, process in enumerate(started.processes, 1)]
+        redis_exited = started.redis.poll() if started.redis else None
     report = parse_report(text)
-    if exited is not None:
-        notes.append(f"{spec.name} exited during the run (status {exited})")
+    for number, status in exited:
+        if status is not None:
+            who = f"node {number}" if spec.is_cluster else spec.name
+            notes.append(f"{who} exited during the run (status {status})")
+    if redis_exited is not None:
+        notes.append(f"redis-server exited during the run (status {redis_exited})")
     if report.error:
         notes.append(f"generator: {report.error}")
+    for number, log in enumerate(started.logs, 1):
+        count, first = log_trouble(log)
+        if count:
+            who = f"node {number}" if spec.is_cluster else spec.name
+            notes.append(f"{who}'s log: {count} warnings or errors, the first: {first}")
+    notes += [f"redis INFO failed: {error}" for error in watch.redis_errors]
     figures = dict(report.result)
     figures.update(watch.figures())
+    if redis is not None:
+        figures.update(watch.redis_figures(figures.get("sent", 0.0)))
+        if records:
+            figures["redis_records"] = len(records)
+            figures["redis_record_max"] = max(records)
+            figures["redis_record_median"] = statistics.median(records)
     if spec.is_traced:
         figures.update(trace_figures(spec.trace_report(workdir), notes))
     if base is not None:
@@ -686,7 +1096,7 @@ def run_once(
         after = watch.rss.get("end", watch.rss.get("connected"))
         if held and after is not None:
             figures["rss_per_conn_kib"] = (after - base) / held
-    return Run(figures, report.senders, notes)
+    return Run(figures, report.senders, notes, watch.memory_series(), watch.rss_series())
 
 
 #: How the stages of a traced turn are named among a run's figures.
@@ -834,12 +1244,27 @@ def _kib(value: float) -> str:
     return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
 
 
+def _mib(value: float) -> str:
+    return f"{value / 1024:.1f}"
+
+
 Column = tuple[str, str, Callable[[float], str]]
 
 _COMMON: list[Column] = [
     ("srv cpu", "srv_cpu", _cpu),
     ("gen cpu", "gen_cpu_proc", _cpu),
     ("bg cpu", "bg_cpu", _cpu),
+]
+#: A cluster's Redis (--nodes): shown only when a row has them.
+_REDIS: list[Column] = [
+    ("redis cpu", "redis_cpu", _cpu),
+    ("redis us/msg", "redis_us_per_msg", lambda v: f"{v:.1f}"),
+    ("evalsha/msg", "evalsha_per_msg", lambda v: f"{v:.3f}"),
+]
+_REDIS_MEMORY: list[Column] = [
+    ("redis MiB", "redis_mem_start_kib", _mib),
+    ("peak", "redis_mem_peak_kib", _mib),
+    ("end", "redis_mem_end_kib", _mib),
 ]
 COLUMNS: dict[str, list[Column]] = {
     "fanout": [
@@ -853,6 +1278,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("p99 ms", "lat_p99_us", _ms),
         ("max ms", "lat_max_us", _ms),
         *_COMMON,
+        *_REDIS,
     ],
     "rate": [
         ("ready", "ready", _count),
@@ -865,6 +1291,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("p99 ms", "lat_p99_us", _ms),
         ("max ms", "lat_max_us", _ms),
         *_COMMON,
+        *_REDIS,
     ],
     "rooms": [
         ("ready", "ready", _count),
@@ -878,6 +1305,8 @@ COLUMNS: dict[str, list[Column]] = {
         ("p99 ms", "lat_p99_us", _ms),
         ("max ms", "lat_max_us", _ms),
         *_COMMON,
+        *_REDIS,
+        *_REDIS_MEMORY,
     ],
     "idle": [
         ("asked", "clients", _count),
@@ -901,8 +1330,12 @@ COLUMNS: dict[str, list[Column]] = {
         ("growth KiB", "rss_growth_kib", _kib),
         ("KiB/min", "rss_growth_kib_per_min", _kib),
         *_COMMON,
+        *_REDIS,
+        *_REDIS_MEMORY,
     ],
 }
+#: Figures whose columns are left out when no row has them.
+OPTIONAL_FIGURES = frozenset(figure for _, figure, _ in [*_REDIS, *_REDIS_MEMORY])
 
 
 def ratio(ours: float | None, other: float | None) -> str:
@@ -916,7 +1349,11 @@ def ratio(ours: float | None, other: float | None) -> str:
 def format_table(scenario: Scenario, rows: Sequence[Row], runs: int) -> str:
     """The table of one scenario: a header, one row per server, notes."""
     key, better = KEY_FIGURE[scenario.kind]
-    columns = COLUMNS[scenario.kind]
+    columns = [
+        column
+        for column in COLUMNS[scenario.kind]
+        if column[1] not in OPTIONAL_FIGURES or any(column[1] in row.figures for row in rows)
+    ]
     ours = next((row for row in rows if row.server == "ours"), rows[0] if rows else None)
     ours_name = ours.server if ours else "ours"
     header = ["server", *[c[0] for c in columns], f"{ours_name}/this"]
@@ -943,6 +1380,12 @@ def format_table(scenario: Scenario, rows: Sequence[Row], runs: int) -> str:
         busiest = max([busiest, *loads])
         load = ", ".join(f"{v:.1f}" for v in loads)
         lines.append(f"   {row.server}: {key} per run: {shown}; other programs' CPU: {load}")
+        if ours is not None and row is not ours and any(f in row.figures for f in OPTIONAL_FIGURES):
+            lines.append(
+                f"   {row.server}: {key} this/{ours.server}: "
+                f"{ratio(row.figures.get(key), ours.figures.get(key))}; "
+                + _redis_summary(row.figures)
+            )
         lines += [f"   {row.server}: {note}" for note in row.notes]
     if busiest >= BUSY_MACHINE:
         lines.append(
@@ -950,6 +1393,29 @@ def format_table(scenario: Scenario, rows: Sequence[Row], runs: int) -> str:
             "figures may be disturbed (see --quiet-wait, --nice)"
         )
     return "\n".join(lines)
+
+
+def _redis_summary(figures: dict[str, float]) -> str:
+    """What a cluster's Redis did, in words."""
+    parts = []
+    if "redis_us_per_msg" in figures:
+        parts.append(f"redis CPU {figures['redis_us_per_msg']:.1f} us per line sent")
+    for command in ("evalsha", "xread"):
+        if f"{command}_per_msg" in figures:
+            parts.append(f"{figures[f'{command}_per_msg']:.3f} {command} per line sent")
+        if f"{command}_us_per_call" in figures:
+            parts[-1] += f" ({figures[f'{command}_us_per_call']:.1f} us each)"
+    if "redis_mem_peak_kib" in figures:
+        memory = [figures.get(f"redis_mem_{p}_kib") for p in ("start", "peak", "end")]
+        shown = "/".join("-" if m is None else f"{m / 1024:.1f}" for m in memory)
+        parts.append(f"used_memory start/peak/end {shown} MiB")
+    if "redis_record_max" in figures:
+        parts.append(
+            f"{figures.get('redis_records', 0):.0f} room records, "
+            f"{figures.get('redis_record_median', 0):.0f} entries (median), "
+            f"{figures['redis_record_max']:.0f} the longest"
+        )
+    return "; ".join(parts)
 
 
 def bench(
@@ -1158,6 +1624,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="another server: a command with {port} (e.g. 'socat=...'); then list NAME in "
         "--servers",
     )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run ours as N nodes of one chat on one redis-server (--redis), a row "
+        "'N-nodes' next to ours: redis-server started for each run on a free port in the work "
+        "directory, nothing saved; client I connects to node I mod N; the nodes and Redis on "
+        "the server's core (see --node-cores)",
+    )
+    parser.add_argument(
+        "--node-cores",
+        metavar="CORES",
+        help="--nodes: comma-separated cores, node K pinned to the K mod Nth, Redis free to "
+        "run on any of them (default: all on the server's core, the single node's budget)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="K",
+        help="rate, soak, rooms: lines each send puts in one write (1); the rate is in lines",
+    )
     parser.add_argument("--reactor", default="epoll", help="our twistd's reactor (epoll)")
     parser.add_argument(
         "--ours-args", default="", help="more options for our server, e.g. '--echo'"
@@ -1193,6 +1682,10 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
     """The one scenario the command line asks for."""
     kind = args.scenario
     quick_duration = 1.0 if args.quick else None
+    if not 1 <= args.batch <= 1000:
+        raise BenchError(f"--batch {args.batch}: from 1 to 1000")
+    if args.batch > 1 and kind in ("fanout", "idle"):
+        raise BenchError("--batch: for rate, soak and rooms (fanout sends its window at once)")
     if kind == "fanout":
         return Scenario(
             "fanout",
@@ -1230,6 +1723,7 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         size=args.size,
         connect_rate=1000 if args.connect_rate is None else args.connect_rate,
         rooms=rooms,
+        batch=args.batch,
     )
 
 
@@ -1255,6 +1749,16 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
             )
     if not specs:
         raise BenchError("no servers to measure")
+    if args.nodes:
+        if not 1 <= args.nodes <= MAX_NODES:
+            raise BenchError(f"--nodes {args.nodes}: from 1 to {MAX_NODES}")
+        if shutil.which("redis-server") is None:
+            raise BenchError(
+                "--nodes: redis-server is not installed (apt-get install redis-server)"
+            )
+        names = [spec.name for spec in specs]
+        after = names.index("ours") + 1 if "ours" in names else len(specs)
+        specs.insert(after, ServerSpec(cluster_name(args.nodes), nodes=args.nodes))
     return specs
 
 
@@ -1340,11 +1844,37 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except BenchError as e:
         print(f"benchmarks: {e}", file=sys.stderr)
         return 2
+    try:
+        node_cores = tuple(int(n) for n in (args.node_cores or "").split(",") if n.strip())
+    except ValueError:
+        print(f"benchmarks: --node-cores {args.node_cores!r}: use e.g. 0,1", file=sys.stderr)
+        return 2
+    if not set(node_cores) <= os.sched_getaffinity(0):
+        print(f"benchmarks: --node-cores {args.node_cores!r}: not all usable", file=sys.stderr)
+        return 2
+    options = replace(options, node_cores=node_cores if cores[0] is not None else ())
     print(describe_machine(), file=out)
     if any(spec.runs_ours for spec in specs):
         shown = ours_argv(options)
         shown[0] = "twistd"
         print(f"# ours: {shlex.join(shown)}", file=out)
+    for spec in specs:
+        if spec.is_cluster:
+            print(
+                f"# {spec.name}: {spec.nodes} of ours, each with --redis "
+                "redis://127.0.0.1:PORT/0, on one redis-server "
+                f"{shlex.join(REDIS_OPTIONS)} started for each run; client I on node "
+                f"I mod {spec.nodes}; "
+                + (
+                    f"node K on core {list(options.node_cores)}[K mod "
+                    f"{len(options.node_cores)}], Redis on any of them"
+                    if options.node_cores
+                    else "the nodes and Redis on the server's core"
+                    if cores[0] is not None
+                    else "no pinning"
+                ),
+                file=out,
+            )
     if with_joins or any(spec.runs_ours for spec in specs):
         source = describe_source()
         if source:
@@ -1405,7 +1935,16 @@ def _row_json(row: Row) -> dict[str, object]:
         "server": row.server,
         "figures": row.figures,
         "notes": row.notes,
-        "runs": [{"figures": r.figures, "senders": r.senders, "notes": r.notes} for r in row.runs],
+        "runs": [
+            {
+                "figures": r.figures,
+                "senders": r.senders,
+                "notes": r.notes,
+                **({"redis_memory": r.redis_memory} if r.redis_memory else {}),
+                **({"rss_kib": r.rss} if r.rss else {}),
+            }
+            for r in row.runs
+        ],
     }
 
 

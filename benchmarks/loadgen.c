@@ -28,8 +28,13 @@
  * counted as misrouted, not delivered.  --rooms 0 (the default): everyone
  * in the one room the server puts them in, nothing sent before the run.
  *
+ * Several nodes of one chat (--ports P1,P2,...): client i connects to the
+ * i mod Nth port; one chat still, so the counting is the same.
+ * --batch K (rate mode): each send is K lines of one sender in one write(),
+ * the total rate in lines unchanged.
+ *
  * Output on stdout, one record per line, words `key=value`:
- *   phase connected ... / phase start / phase end   (as they happen)
+ *   phase connected ... / phase start / phase end / phase done   (as they happen)
  *   sender sid=... sent=... expected=... received=... lost=... reordered=...
  *   result key=value ...                           (last)
  *
@@ -60,6 +65,7 @@
 #define HIST_SUB 128 /* latency histogram: 128 buckets per power of two (< 1% error) */
 #define HIST_BUCKETS (64 * HIST_SUB)
 #define TIMER_TAG UINT32_MAX
+#define MAX_PORTS 64
 
 enum mode { IDLE, FLOOD, RATE };
 enum state { FREE, CONNECTING, CONNECTED, READY, CLOSED, FAILED };
@@ -91,8 +97,10 @@ static struct {
     int port, clients, senders, window, size;
     enum mode mode;
     double rate, duration, connect_rate, connect_timeout, settle, drain, limit;
-    int connect_window, per_sender, rooms;
-} opt = {"127.0.0.1", 0, 10, 1, 128, 64, FLOOD, 1000, 2, 0, 5, 0.2, 5, 600, 256, 0, 0};
+    int connect_window, per_sender, rooms, batch;
+} opt = {"127.0.0.1", 0, 10, 1, 128, 64, FLOOD, 1000, 2, 0, 5, 0.2, 5, 600, 256, 0, 0, 1};
+
+static int ports[MAX_PORTS], nports; /* --ports: client i connects to ports[i mod nports] */
 
 static conn_t *conns;
 static sender_t *senders;
@@ -204,8 +212,9 @@ static void conn_close(uint32_t i, int early) {
     c->state = (c->state == READY) ? CLOSED : FAILED;
 }
 
-static int open_one(const struct sockaddr_in *addr) {
+static int open_one(const struct sockaddr_in *addrs) {
     int i = opened;
+    const struct sockaddr_in *addr = &addrs[i % nports];
     conn_t *c = &conns[i];
     c->sid = -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -519,7 +528,7 @@ static int poll_once(int timeout_ms) {
 
 /* ---- phases ---- */
 
-static void connect_all(const struct sockaddr_in *addr, double *t_first, double *t_last) {
+static void connect_all(const struct sockaddr_in *addrs, double *t_first, double *t_last) {
     double t0 = now_s(), progress_at = t0;
     int resolved_before = 0;
     *t_first = t0;
@@ -546,7 +555,7 @@ static void connect_all(const struct sockaddr_in *addr, double *t_first, double 
         if (opt.connect_window > 0 && may > opt.connect_window - pending)
             may = opt.connect_window - pending;
         for (int k = 0; k < may && !fd_limit_hit; k++)
-            if (open_one(addr) < 0)
+            if (open_one(addrs) < 0)
                 break;
         poll_once(opened < opt.clients ? 1 : 10);
     }
@@ -596,10 +605,11 @@ static void run(void) {
         if (opt.mode == FLOOD)
             flood_send(t);
         else if (opt.mode == RATE) {
+            /* scheduled counts lines; each send is --batch of them, one sender's */
             uint64_t due = (uint64_t)((t - t_run) * opt.rate) + 1;
-            for (; scheduled < due; scheduled++) {
-                sender_t *s = &senders[scheduled % (uint64_t)nsenders];
-                send_lines(s, (uint32_t)(scheduled % (uint64_t)nsenders), 1);
+            for (; scheduled < due; scheduled += (uint64_t)opt.batch) {
+                uint64_t sid = scheduled / (uint64_t)opt.batch % (uint64_t)nsenders;
+                send_lines(&senders[sid], (uint32_t)sid, (uint64_t)opt.batch);
             }
         }
         int timer = poll_once(opt.mode == FLOOD ? 1 : 10);
@@ -633,10 +643,11 @@ static void drain(void) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen --port P [--host A] [--clients N] [--mode idle|flood|rate]\n"
-            "  [--senders S] [--rate MSG_PER_S] [--window W] [--size BYTES] [--duration S]\n"
-            "  [--connect-rate C] [--connect-window K] [--connect-timeout S] [--settle S]\n"
-            "  [--drain S] [--limit S] [--per-sender] [--rooms R]\n");
+            "usage: loadgen --port P | --ports P1,P2,... [--host A] [--clients N]\n"
+            "  [--mode idle|flood|rate] [--senders S] [--rate MSG_PER_S] [--batch K]\n"
+            "  [--window W] [--size BYTES] [--duration S] [--connect-rate C]\n"
+            "  [--connect-window K] [--connect-timeout S] [--settle S] [--drain S]\n"
+            "  [--limit S] [--per-sender] [--rooms R]\n");
     exit(64);
 }
 
@@ -647,7 +658,8 @@ static void parse_args(int argc, char **argv) {
         {"window", 1, 0, 'w'},        {"size", 1, 0, 'b'},           {"duration", 1, 0, 'd'},
         {"connect-rate", 1, 0, 'c'},  {"connect-window", 1, 0, 'k'}, {"connect-timeout", 1, 0, 't'},
         {"settle", 1, 0, 'q'},        {"drain", 1, 0, 'D'},          {"limit", 1, 0, 'L'},
-        {"per-sender", 0, 0, 'P'},    {"rooms", 1, 0, 'R'},          {0, 0, 0, 0}};
+        {"per-sender", 0, 0, 'P'},    {"rooms", 1, 0, 'R'},          {"ports", 1, 0, 'o'},
+        {"batch", 1, 0, 'B'},         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
@@ -672,10 +684,25 @@ static void parse_args(int argc, char **argv) {
         case 'L': opt.limit = atof(optarg); break;
         case 'P': opt.per_sender = 1; break;
         case 'R': opt.rooms = atoi(optarg); break;
+        case 'o':
+            for (char *p = optarg; *p; p += *p == ',') {
+                if (nports == MAX_PORTS)
+                    usage();
+                ports[nports++] = (int)strtol(p, &p, 10);
+                if (*p && *p != ',')
+                    usage();
+            }
+            break;
+        case 'B': opt.batch = atoi(optarg); break;
         default: usage();
         }
     }
-    if (opt.port <= 0 || opt.port > 65535 || opt.clients < 1 || opt.window < 1 ||
+    if (!nports)
+        ports[nports++] = opt.port;
+    for (int k = 0; k < nports; k++)
+        if (ports[k] <= 0 || ports[k] > 65535)
+            usage();
+    if (opt.clients < 1 || opt.window < 1 || opt.batch < 1 || opt.batch > 1000 ||
         opt.window > 1 << 20 || opt.size < 16 || opt.size > 4000 || opt.rate <= 0 ||
         opt.duration < 0 || opt.limit <= 0 || opt.rooms < 0 || opt.rooms > opt.clients)
         usage();
@@ -702,9 +729,13 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
-    if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1)
-        usage();
+    struct sockaddr_in addrs[MAX_PORTS];
+    for (int k = 0; k < nports; k++) {
+        addrs[k] = (struct sockaddr_in){.sin_family = AF_INET,
+                                        .sin_port = htons((uint16_t)ports[k])};
+        if (inet_pton(AF_INET, opt.host, &addrs[k].sin_addr) != 1)
+            usage();
+    }
     conns = calloc((size_t)opt.clients, sizeof *conns);
     room_rx = calloc((size_t)member_step(), sizeof *room_rx);
     readbuf = malloc(READ_CAP + PARTIAL_CAP);
@@ -716,7 +747,7 @@ int main(int argc, char **argv) {
         die("epoll_create1");
 
     double t_first, t_last;
-    connect_all(&addr, &t_first, &t_last);
+    connect_all(addrs, &t_first, &t_last);
     double connect_s = t_last - t_first;
     printf("phase connected ready=%d failed=%d opened=%d\n", ready, failed, opened);
     fflush(stdout);
@@ -766,6 +797,8 @@ int main(int argc, char **argv) {
     fflush(stdout);
     if (opt.mode != IDLE)
         drain();
+    printf("phase done\n"); /* (before the clients close: what the server did for the run) */
+    fflush(stdout);
 
     uint64_t sent = 0, expected = 0, received = 0, lost = 0, reordered = 0, skipped = 0;
     uint64_t stalls = 0;

@@ -93,7 +93,7 @@ READ_BLOCK = 5.0
 #: Requests of one member held behind one of its own still on its way.
 WAITING_LIMIT = 1000
 #: Entries of a room a node remembers for members who arrive just after them.
-RECENT = 512
+RECENT = 128
 
 #: The room changes observers hear of.
 _OBSERVED = frozenset("maijlortn")
@@ -413,6 +413,7 @@ class RedisDirectory:
         self._started = False
         self._stopping = False
         self._closed = False
+        self._stopped: list[Deferred[None]] | None = None  # (waiting for the stop)
         self._reader_id: int | None = None
         self._reading = False
         self._read_watchdog: IDelayedCall | None = None
@@ -486,6 +487,13 @@ class RedisDirectory:
         Stop: what is still waiting for Redis goes out (for C{grace} seconds
         at most), the node says goodbye, and the connections close.
         """
+        if self._stopped is not None:  # (stopping already, or stopped)
+            if self._closed and not self._stopped:
+                return succeed(None)
+            waiter: Deferred[None] = Deferred()
+            self._stopped.append(waiter)
+            return waiter
+        self._stopped = []
         self._stopping = True
         if self._heartbeat.running:
             self._heartbeat.stop()
@@ -529,7 +537,12 @@ class RedisDirectory:
             if self._read_watchdog is not None and self._read_watchdog.active():
                 self._read_watchdog.cancel()
             stops = [self._writer.stop(), self._reader.stop()]
-            return DeferredList(stops).addCallback(lambda _: None)
+            return DeferredList(stops).addCallback(closed)
+
+        def closed(_: object) -> None:
+            waiters, self._stopped = self._stopped or [], []
+            for waiter in waiters:
+                waiter.callback(None)
 
         return done.addCallback(close)
 
@@ -569,6 +582,8 @@ class RedisDirectory:
             self._restore()
         self._outbox.connected(self._writer)
         self._beat()
+        if self._read_waiters:  # (answers that came while away wait for a read)
+            self._wake_reader()
         return None
 
     def _first_contact(self, protocol: Any) -> Deferred[None]:
@@ -606,6 +621,7 @@ class RedisDirectory:
 
     def _writer_lost(self) -> None:
         self._in_chat = False
+        self._woken = -1  # (a wake sent on this connection may not have got through)
         self._outbox.lost()
         if self._stopping or self._lost_at is not None:
             return
@@ -711,7 +727,7 @@ class RedisDirectory:
         L{scripts.ROOM}), made by C{local} (or, for a member of another
         node, by C{sender} with C{token}; or by the server).
         """
-        keys = scripts.room_keys(lower)
+        keys = (*scripts.room_keys(lower), scripts.writers_key(lower))
         said_by = local.name if sender is None and local is not None else (sender or "")
         at = repr(self._clock.seconds())
         if self._observers and kind in _OBSERVED:
@@ -1500,8 +1516,12 @@ class RedisDirectory:
         if self._woken == self._reads or not self._reading:
             return  # (woken already, or about to read anyway)
         if self._reader_id is not None and self._writer.connected:
+            # An entry in this node's own inbox ends the read, even one that
+            # reaches Redis after this does (CLIENT UNBLOCK would miss it).
             self._woken = self._reads
-            self._writer.execute("CLIENT", "UNBLOCK", self._reader_id).addErrback(lambda _: None)
+            self._writer.execute(
+                "XADD", self._inbox, "MAXLEN", "~", 1000, "*", "k", "wake"
+            ).addErrback(lambda _: None)
 
     def _read(self) -> None:
         if self._reading or self._reader_id is None or not self._reader.connected:

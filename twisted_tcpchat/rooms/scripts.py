@@ -43,6 +43,11 @@ def room_keys(lower: str) -> tuple[str, str]:
     return f"tcpchat:room:{{{lower}}}:log", f"tcpchat:room:{{{lower}}}:meta"
 
 
+def writers_key(lower: str) -> str:
+    """hash: node -> its last request applied to the room (in the room's slot)."""
+    return f"tcpchat:room:{{{lower}}}:writers"
+
+
 @dataclass(frozen=True)
 class Script:
     name: str
@@ -156,7 +161,7 @@ return {'ok', display, created}
 )
 
 #: One room's change, appended to its ordered record.
-#: KEYS log, meta.
+#: KEYS log, meta, writers.
 #: ARGV node, request, kind, sender, token, text, other, at, lines, record
 #: size, history lines, room name, flag (an operator's topic; a permanent
 #: room; the lock).
@@ -167,16 +172,15 @@ return {'ok', display, created}
 #: newest history entries...}, or C{dup} (applied already; an arrival sent
 #: again gets its first answer again), C{locked}, C{noroom}.
 #:
-#: The meta hash holds, beside the room's own fields, C{w:NODE} (the last
-#: request of that node applied here, and when: fields older than an hour
-#: are pruned, as a request is sent again only within an outage) and
-#: C{a:TOKEN} (the arrival entry of each member here: a leave counts a
-#: member out only if its arrival was counted).
+#: The meta hash holds, beside the room's own fields, C{a:TOKEN} (the
+#: arrival entry of each member here: a leave counts a member out only if
+#: its arrival was counted).  The writers hash holds the last request of
+#: each node applied here; it lives an hour after the last write, as a
+#: request is sent again only within an outage.
 ROOM = Script(
     "room",
-    _NOW
-    + """
-local log, meta = KEYS[1], KEYS[2]
+    """
+local log, meta, writers = KEYS[1], KEYS[2], KEYS[3]
 local kind, token = ARGV[3], ARGV[5]
 
 local function arrival(id)
@@ -203,8 +207,8 @@ local function arrival(id)
   return result
 end
 
-local last = redis.call('HGET', meta, 'w:' .. ARGV[1])
-if last and tonumber(string.match(last, '^(%d+)')) >= tonumber(ARGV[2]) then
+local last = redis.call('HGET', writers, ARGV[1])
+if last and tonumber(last) >= tonumber(ARGV[2]) then
   if kind == 'j' or kind == 'i' then
     local id = redis.call('HGET', meta, 'a:' .. token)
     if id then return arrival(id) end
@@ -212,16 +216,8 @@ if last and tonumber(string.match(last, '^(%d+)')) >= tonumber(ARGV[2]) then
   return {'dup'}
 end
 if kind == 'n' and redis.call('EXISTS', meta) == 0 then return {'noroom'} end
-redis.call('HSET', meta, 'w:' .. ARGV[1], ARGV[2] .. ':' .. now, 'name', ARGV[12])
-if redis.call('HLEN', meta) > 64 then
-  local fields = redis.call('HGETALL', meta)
-  for i = 1, #fields, 2 do
-    local at = string.match(fields[i + 1], ':(%d+)$')
-    if string.sub(fields[i], 1, 2) == 'w:' and at and tonumber(at) < now - 3600000 then
-      redis.call('HDEL', meta, fields[i])
-    end
-  end
-end
+redis.call('HSET', writers, ARGV[1], ARGV[2])
+redis.call('PEXPIRE', writers, 3600000)
 if kind == 't' then
   if ARGV[13] ~= '1' and redis.call('HGET', meta, 'locked') == '1' then return {'locked'} end
   redis.call('HSET', meta, 'topic', ARGV[6])
@@ -237,12 +233,18 @@ elseif kind == 'R' then
   return {'ok'}
 elseif kind == 'j' or kind == 'i' then
   redis.call('HINCRBY', meta, 'members', 1)
+  redis.call('HSET', meta, 'name', ARGV[12])
   if ARGV[13] == '1' then redis.call('HSET', meta, 'permanent', '1') end
 end
 local nl = tonumber(ARGV[9])
 local q = redis.call('HINCRBY', meta, 'seq', 1)
-local total = redis.call('HINCRBY', meta, 'lines', nl)
-if nl > 0 then redis.call('HSET', meta, 'said', '1') end
+local total = q
+if nl > 0 then
+  total = redis.call('HINCRBY', meta, 'lines', nl)
+  redis.call('HSETNX', meta, 'said', '1')
+else
+  total = tonumber(redis.call('HGET', meta, 'lines') or '0')
+end
 local id = redis.call('XADD', log, 'MAXLEN', '~', ARGV[10], '*',
   'k', kind, 's', ARGV[4], 'p', token, 'x', ARGV[6], 'o', ARGV[7], 'at', ARGV[8],
   'q', q, 'l', total, 'n', nl)
@@ -260,7 +262,7 @@ if (kind == 'l' or kind == 'o') and redis.call('HDEL', meta, 'a:' .. token) == 1
     local topic = redis.call('HGET', meta, 'topic') or ''
     if topic == '' and redis.call('HGET', meta, 'permanent') ~= '1' then
       if redis.call('HGET', meta, 'said') ~= '1' then
-        redis.call('DEL', log, meta)
+        redis.call('DEL', log, meta, writers)
         result[4] = 'closed'
       else
         redis.call('PEXPIRE', log, ARGV[14])
@@ -402,7 +404,9 @@ for i = 1, #fields, 2 do
   end
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2])
+-- (the inbox stays a moment: the node reads it until it closes)
+redis.call('PEXPIRE', KEYS[3], 10000)
 redis.call('HDEL', KEYS[4], ARGV[1])
 return out
 """,
