@@ -373,15 +373,15 @@ class RedisOptionsTests(SynchronousTestCase):
         address = RedisAddress.parse("rediss://cache.example:6390?ca=/etc/ca.pem")
         self.assertEqual((address.scheme, address.ca, address.db), ("rediss", "/etc/ca.pem", 0))
         self.assertEqual(
-            parse("--redis", "redis://127.0.0.1:6379/0")["config"].redis, "redis://127.0.0.1:6379/0"
+            parse("--redis", "redis://192.0.2.1:7480/0")["config"].redis, "redis://192.0.2.1:7480/0"
         )
 
     def test_bad_redis_urls(self) -> None:
         for url, problem in [
             ("http://x", "is not a redis://"),
-            ("redis://:6379/0", "names no host"),
+            ("redis://:7480/0", "names no host"),
             ("redis://h:port/0", "bad port"),
-            ("redis://h:6379/zero", "the database must be a number"),
+            ("redis://h:7480/zero", "the database must be a number"),
             ("unix://", "names no socket path"),
         ]:
             self.assertRefused(["--redis", url], problem)
