@@ -41,6 +41,19 @@ def _reactor_greenlet_running() -> bool:
     return instances is not None and getattr(instances, "gr_twisted", None) is not None
 
 
+def tcpchat_log(case: SynchronousTestCase) -> list[str]:
+    """The lines tcpchat logs from now until the end of C{case}."""
+    logged: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == "tcpchat":
+            logged.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    case.addCleanup(globalLogPublisher.removeObserver, observe)
+    return logged
+
+
 def skip_reason() -> str | None:
     if shutil.which("redis-server") is None:
         return "redis-server is not installed"
@@ -302,14 +315,7 @@ class OutageTests(RedisCase):
         self.own = RedisServer(self.tmp, persistent=True).start()
         self._port = self.own.port
         self.addCleanup(lambda: self.own.stop())
-        self.logged: list[str] = []
-
-        def observe(event: dict[str, Any]) -> None:
-            if event.get("log_namespace") == "tcpchat":
-                self.logged.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.logged = tcpchat_log(self)
 
     def node(self, **settings: Any) -> Any:
         from twisted_tcpchat.rooms.redis import RedisDirectory
@@ -406,14 +412,7 @@ class AddressTests(SynchronousTestCase):
             raise SkipTest(reason)
         self.tmp = Path(tempfile.mkdtemp(prefix="tcpchat-redis-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.logged: list[str] = []
-
-        def observe(event: dict[str, Any]) -> None:
-            if event.get("log_namespace") == "tcpchat":
-                self.logged.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.logged = tcpchat_log(self)
 
     def node(self, url: str, ready: bool = True) -> Any:
         from twisted_tcpchat.rooms.redis import RedisDirectory

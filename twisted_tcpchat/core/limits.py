@@ -204,6 +204,22 @@ def parse_duration(text: str) -> float:
     return float(int(number) * units[unit])
 
 
+def parse_network(text: str) -> Network | None:
+    """An address or CIDR network, or None when C{text} is neither (a name)."""
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+
+
+def within(address: str, network: Network) -> bool:
+    """Whether the IP address C{address} ('' for none) is in C{network}."""
+    try:
+        return ipaddress.ip_address(address) in network
+    except ValueError:
+        return False
+
+
 def network_of(host: str) -> Network | None:
     """The network a ban on C{host} covers: the address, or its /64 for IPv6."""
     address = _address(host)

@@ -9,7 +9,6 @@ any wire.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,7 +37,7 @@ from twisted_tcpchat.core.events import (
     Whois,
 )
 from twisted_tcpchat.core.interfaces import ChatObserver, IDirectory, IParticipant, IRoom, Origin
-from twisted_tcpchat.core.limits import Bans, Network, network_of
+from twisted_tcpchat.core.limits import Bans, network_of, parse_network, within
 from twisted_tcpchat.core.names import (
     RESERVED_NAMES,
     format_idle,
@@ -50,22 +49,6 @@ from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.text.escaping import escape_controls
 
 log = TurnLog(namespace="tcpchat")
-
-
-def _network(text: str) -> Network | None:
-    """An address or CIDR network, or None when C{text} is neither (a name)."""
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-
-
-def _within(address: str, network: Network) -> bool:
-    """Whether the IP address C{address} ('' for none) is in C{network}."""
-    try:
-        return ipaddress.ip_address(address) in network
-    except ValueError:
-        return False
 
 
 def _lines_of(entry: Said) -> int:
@@ -502,7 +485,7 @@ class Directory:
         operator = self._operator(participant)
         if operator is None:
             return
-        network = _network(target)
+        network = parse_network(target)
         if network is None:
             member = self._find(participant, target)
             if member is None:
@@ -525,14 +508,14 @@ class Directory:
         participant.receive(Notice(f"banned {network} {how_long}"))
         why = f"banned by {operator.name}"
         for member in list(self._members.values()):
-            if member is not operator and _within(member.participant.address, network):
+            if member is not operator and within(member.participant.address, network):
                 self._remove(member, why, f"you were {why} {how_long}")
 
     def unban(self, participant: IParticipant, target: str) -> None:
         operator = self._operator(participant)
         if operator is None:
             return
-        network = _network(target)
+        network = parse_network(target)
         if network is None or not self._bans.remove(network):
             participant.receive(Error(f"{target!r} is not banned (/bans lists the bans)"))
             return

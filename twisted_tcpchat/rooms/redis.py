@@ -23,7 +23,6 @@ How it is built (docs/scaling.md says why):
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import json
 import os
@@ -59,7 +58,7 @@ from twisted_tcpchat.core.events import (
     Whois,
 )
 from twisted_tcpchat.core.interfaces import ChatObserver, IDirectory, IParticipant, Origin
-from twisted_tcpchat.core.limits import Bans, Network, network_of
+from twisted_tcpchat.core.limits import Bans, Network, network_of, parse_network, within
 from twisted_tcpchat.core.names import (
     RESERVED_NAMES,
     format_idle,
@@ -102,20 +101,6 @@ NOT_DELIVERED = (
     "not delivered: this server cannot reach the others just now and holds all it can; "
     "say it again in a moment"
 )
-
-
-def _network(text: str) -> Network | None:
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-
-
-def _within(address: str, network: Network) -> bool:
-    try:
-        return ipaddress.ip_address(address) in network
-    except ValueError:
-        return False
 
 
 def stream_id(text: str) -> tuple[int, int]:
@@ -1370,7 +1355,7 @@ class RedisDirectory:
         def ban(local: _Local) -> Deferred[Any] | None:
             if not self._is_operator(local):
                 return None
-            network = _network(target)
+            network = parse_network(target)
             if network is not None:
                 return self._ban(local, network, duration)
 
@@ -1413,7 +1398,7 @@ class RedisDirectory:
         def unban(local: _Local) -> Deferred[Any] | None:
             if not self._is_operator(local):
                 return None
-            network = _network(target)
+            network = parse_network(target)
             if network is None:
                 participant.receive(Error(f"{target!r} is not banned (/bans lists the bans)"))
                 return None
@@ -1458,7 +1443,7 @@ class RedisDirectory:
         return f"your address is banned for another {format_idle(until - now)}"
 
     def _apply_ban(self, network_text: str, until_text: str, now: float) -> Network | None:
-        network = _network(network_text)
+        network = parse_network(network_text)
         if network is None:
             return None
         until = float(until_text) if until_text else None
@@ -1663,10 +1648,10 @@ class RedisDirectory:
             until = f.get("o", "")
             how_long = "" if not until else f" for {format_idle(float(until) - now)}"
             for local in list(self._locals.values()):
-                if local.token != f.get("p") and _within(local.participant.address, network):
+                if local.token != f.get("p") and within(local.participant.address, network):
                     self._remove(local, why, f"you were {why}{how_long}")
         elif kind == "u":
-            network = _network(network_text)
+            network = parse_network(network_text)
             if network is not None:
                 self._bans.remove(network)
 

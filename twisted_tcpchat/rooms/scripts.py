@@ -64,6 +64,24 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
+
+def _once(applied: str) -> str:
+    """A script's start: a request of a node applied already is answered C{dup}."""
+    return f"""
+local applied = tonumber(redis.call('HGET', {applied}, ARGV[1]) or '0')
+if tonumber(ARGV[2]) <= applied then return {{'dup'}} end
+redis.call('HSET', {applied}, ARGV[1], ARGV[2])
+"""
+
+
+#: The member named ARGV[3] (KEYS[1] the members), and its node's inbox.
+_MEMBER_INBOX = """
+local m = redis.call('HGET', KEYS[1], ARGV[3])
+if not m then return {'none'} end
+local d = cjson.decode(m)
+local inbox = '{tcpchat}:inbox:' .. d.node
+"""
+
 #: KEYS members, node hash, guests, active.
 #: ARGV node, pid, name ('' for a guest), lower name, room, op, address, now,
 #: '1' when telling a Redis that lost its data of a member already here.
@@ -278,15 +296,9 @@ return result
 #: KEYS members, applied.  ARGV node, request, target's lower name, sender, text, at.
 WHISPER = Script(
     "whisper",
-    """
-local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if tonumber(ARGV[2]) <= applied then return {'dup'} end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local m = redis.call('HGET', KEYS[1], ARGV[3])
-if not m then return {'none'} end
-local d = cjson.decode(m)
-local inbox = '{tcpchat}:inbox:' .. d.node
-redis.call('XADD', inbox, 'MAXLEN', '~', 1000, '*', 'k', 'w', 's', ARGV[4], 't', d.name,
+    _once("KEYS[2]")
+    + _MEMBER_INBOX
+    + """redis.call('XADD', inbox, 'MAXLEN', '~', 1000, '*', 'k', 'w', 's', ARGV[4], 't', d.name,
   'x', ARGV[5], 'at', ARGV[6])
 redis.call('PEXPIRE', inbox, 60000)
 return {'ok', d.name}
@@ -296,15 +308,9 @@ return {'ok', d.name}
 #: KEYS members, applied.  ARGV node, request, target's lower name, why, notice.
 KICK = Script(
     "kick",
-    """
-local applied = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if tonumber(ARGV[2]) <= applied then return {'dup'} end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local m = redis.call('HGET', KEYS[1], ARGV[3])
-if not m then return {'none'} end
-local d = cjson.decode(m)
-local inbox = '{tcpchat}:inbox:' .. d.node
-redis.call('XADD', inbox, 'MAXLEN', '~', 1000, '*', 'k', 'k', 't', d.pid, 'o', ARGV[4],
+    _once("KEYS[2]")
+    + _MEMBER_INBOX
+    + """redis.call('XADD', inbox, 'MAXLEN', '~', 1000, '*', 'k', 'k', 't', d.pid, 'o', ARGV[4],
   'x', ARGV[5])
 redis.call('PEXPIRE', inbox, 60000)
 return {'ok', d.name}
@@ -315,11 +321,8 @@ return {'ok', d.name}
 #: operator's token ('' to lift the ban), operator's name.
 BAN = Script(
     "ban",
-    """
-local applied = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
-if tonumber(ARGV[2]) <= applied then return {'dup'} end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-if ARGV[5] == '' then
+    _once("KEYS[3]")
+    + """if ARGV[5] == '' then
   if redis.call('HDEL', KEYS[1], ARGV[3]) == 0 then return {'none'} end
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'k', 'u', 'x', ARGV[3])
 else
