@@ -11,6 +11,8 @@ import ipaddress
 from collections import deque
 from collections.abc import Iterable
 
+from twisted_tcpchat.core.names import format_idle
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Loopback, exempt by default (as ergo does): local tools and benchmarks
@@ -263,3 +265,25 @@ class Bans:
             for network, until in self._until.items()
             if until is None or until > now
         ]
+
+    def refusal(self, host: str, now: float, for_good: str) -> str | None:
+        """
+        What a client at C{host} is told when banned (None when not): for
+        how long, or C{for_good} for a ban without end.
+        """
+        ban = self.ban_on(host, now)
+        if ban is None:
+            return None
+        _network, until = ban
+        if until is None:
+            return f"your address is banned{for_good}"
+        return f"your address is banned for another {format_idle(until - now)}"
+
+    def report(self, now: float, for_good: str) -> list[str]:
+        """The bans in force, as lines for an operator: how many, then each and how long."""
+        bans = self.listing(now)
+        lines = [f"{len(bans)} {'ban' if len(bans) == 1 else 'bans'}"]
+        for network, until in bans:
+            left = for_good if until is None else f"{format_idle(until - now)} left"
+            lines.append(f"  {network} ({left})")
+        return lines

@@ -525,22 +525,11 @@ class Directory:
     def list_bans(self, participant: IParticipant) -> None:
         if self._operator(participant) is None:
             return
-        now = self._clock.seconds()
-        bans = self._bans.listing(now)
-        participant.receive(Notice(f"{len(bans)} {'ban' if len(bans) == 1 else 'bans'}"))
-        for network, until in bans:
-            left = "until restart" if until is None else f"{format_idle(until - now)} left"
-            participant.receive(Notice(f"  {network} ({left})"))
+        for line in self._bans.report(self._clock.seconds(), "until restart"):
+            participant.receive(Notice(line))
 
     def banned(self, address: str) -> str | None:
-        ban = self._bans.ban_on(address, self._clock.seconds())
-        if ban is None:
-            return None
-        _network_banned, until = ban
-        if until is None:
-            return "your address is banned until the server restarts"
-        left = format_idle(until - self._clock.seconds())
-        return f"your address is banned for another {left}"
+        return self._bans.refusal(address, self._clock.seconds(), " until the server restarts")
 
     # observers
 

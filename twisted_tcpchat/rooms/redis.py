@@ -1421,26 +1421,14 @@ class RedisDirectory:
 
     def list_bans(self, participant: IParticipant) -> None:
         def bans(local: _Local) -> None:
-            if not self._is_operator(local):
-                return
-            now = self._clock.seconds()
-            listing = self._bans.listing(now)
-            participant.receive(Notice(f"{len(listing)} {'ban' if len(listing) == 1 else 'bans'}"))
-            for network, until in listing:
-                left = "until lifted" if until is None else f"{format_idle(until - now)} left"
-                participant.receive(Notice(f"  {network} ({left})"))
+            if self._is_operator(local):
+                for line in self._bans.report(self._clock.seconds(), "until lifted"):
+                    participant.receive(Notice(line))
 
         self._when_free(participant, bans)
 
     def banned(self, address: str) -> str | None:
-        now = self._clock.seconds()
-        ban = self._bans.ban_on(address, now)
-        if ban is None:
-            return None
-        _network_banned, until = ban
-        if until is None:
-            return "your address is banned"
-        return f"your address is banned for another {format_idle(until - now)}"
+        return self._bans.refusal(address, self._clock.seconds(), "")
 
     def _apply_ban(self, network_text: str, until_text: str, now: float) -> Network | None:
         network = parse_network(network_text)
