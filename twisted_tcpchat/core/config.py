@@ -182,3 +182,23 @@ class ChatConfig:
             raise ValueError("tls-timeout: must be more than 0")
         if self.close_grace < 0:
             raise ValueError(f"close-grace: {self.close_grace} must not be negative")
+
+
+def may_create_rooms(create_rooms: str, operator: bool) -> bool:
+    """Whether someone (an operator or not) may make a room by joining it."""
+    return create_rooms == "anyone" or (create_rooms == "operators" and operator)
+
+
+def no_room(name: str, create_rooms: str, max_rooms: int | None = None) -> str:
+    """
+    Why joining the room C{name} that does not exist made none: who may
+    create rooms (C{create_rooms}), or (with C{max_rooms}) that the server
+    has all the rooms it keeps.
+    """
+    if max_rooms is not None:
+        return (
+            f"there is no room #{name}, and no more can be made: this server keeps at "
+            f"most {max_rooms} rooms; /rooms lists them"
+        )
+    who = "" if create_rooms == "none" else " (only operators may create rooms)"
+    return f"there is no room #{name}{who}; /rooms lists the rooms"

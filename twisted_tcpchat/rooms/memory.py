@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
-from twisted_tcpchat.core.config import CREATE_ROOMS, ROOM_IDLE
+from twisted_tcpchat.core.config import CREATE_ROOMS, ROOM_IDLE, may_create_rooms, no_room
 from twisted_tcpchat.core.events import (
     Action,
     Error,
@@ -596,16 +596,10 @@ class Directory:
 
     def _creation_refusal(self, member: _Member, name: str) -> str | None:
         """Why C{member} may not create the room C{name}, or None."""
-        if self._create_rooms == "none" or (
-            self._create_rooms == "operators" and not member.operator
-        ):
-            who = "" if self._create_rooms == "none" else " (only operators may create rooms)"
-            return f"there is no room #{name}{who}; /rooms lists the rooms"
+        if not may_create_rooms(self._create_rooms, member.operator):
+            return no_room(name, self._create_rooms)
         if len(self._rooms) >= self._max_rooms:
-            return (
-                f"there is no room #{name}, and no more can be made: this server keeps at "
-                f"most {self._max_rooms} rooms; /rooms lists them"
-            )
+            return no_room(name, self._create_rooms, self._max_rooms)
         return None
 
     def _add_room(self, name: str, permanent: bool = False) -> Room:

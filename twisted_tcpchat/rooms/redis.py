@@ -38,7 +38,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
-from twisted_tcpchat.core.config import CREATE_ROOMS, ROOM_IDLE
+from twisted_tcpchat.core.config import CREATE_ROOMS, ROOM_IDLE, may_create_rooms, no_room
 from twisted_tcpchat.core.events import (
     Action,
     Error,
@@ -1116,9 +1116,7 @@ class RedisDirectory:
 
     def _move(self, local: _Local, name: str, pruned: bool = False) -> None:
         participant = local.participant
-        may_create = self._create_rooms == "anyone" or (
-            self._create_rooms == "operators" and local.operator
-        )
+        may_create = may_create_rooms(self._create_rooms, local.operator)
         if local.waiting is None:  # (a second try keeps what waits behind the first)
             local.waiting = []
 
@@ -1127,19 +1125,13 @@ class RedisDirectory:
                 self._done(local)
                 return
             if reply[0] == "nocreate":
-                who = "" if self._create_rooms == "none" else " (only operators may create rooms)"
-                participant.receive(Error(f"there is no room #{name}{who}; /rooms lists the rooms"))
+                participant.receive(Error(no_room(name, self._create_rooms)))
             elif reply[0] == "full" and not pruned:
                 # Rooms closed by expiry may still be listed: take them off, then try again.
                 self._room_list().addBoth(lambda _: self._move(local, name, pruned=True))
                 return
             elif reply[0] == "full":
-                participant.receive(
-                    Error(
-                        f"there is no room #{name}, and no more can be made: this server keeps at "
-                        f"most {self._max_rooms} rooms; /rooms lists them"
-                    )
-                )
+                participant.receive(Error(no_room(name, self._create_rooms, self._max_rooms)))
             else:
                 target, created = reply[1], reply[2] == "1"
                 if created:
