@@ -14,12 +14,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_tcpchat.core.config import ChatConfig
 from twisted_tcpchat.frontends.tcp import ChatFactory, ChatProtocol
@@ -27,6 +30,33 @@ from twisted_tcpchat.frontends.tcp import ChatFactory, ChatProtocol
 #: Seconds a test waits for something on a real socket or process.  Generous:
 #: the machine is shared and noisy; a passing test never waits this long.
 DEADLINE = 30.0
+
+
+def tcpchat_log(case: SynchronousTestCase) -> list[str]:
+    """The lines tcpchat logs from now until the end of C{case}."""
+    logged: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == "tcpchat":
+            logged.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    case.addCleanup(globalLogPublisher.removeObserver, observe)
+    return logged
+
+
+def troubles_logged(case: SynchronousTestCase) -> list[str]:
+    """Tracebacks, errors and warnings anyone logs (a library too) until the end of C{case}."""
+    logged: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        level = event.get("log_level")
+        if "log_failure" in event or level in (LogLevel.warn, LogLevel.error, LogLevel.critical):
+            logged.append(f"{event.get('log_namespace')}: {formatEvent(event)}")
+
+    globalLogPublisher.addObserver(observe)
+    case.addCleanup(globalLogPublisher.removeObserver, observe)
+    return logged
 
 
 def welcome(name: str = "guest1") -> str:

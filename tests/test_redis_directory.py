@@ -17,9 +17,9 @@ import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from tests.helpers import tcpchat_log
 from tests.redis_server import RedisServer, free_port
 from tests.test_directory import DirectoryContract
 from twisted_tcpchat.core.events import History, Message
@@ -39,19 +39,6 @@ def _reactor_greenlet_running() -> bool:
     """blockon needs pytest-twisted's reactor greenlet (trial has none)."""
     instances = getattr(pytest_twisted, "_instances", None)
     return instances is not None and getattr(instances, "gr_twisted", None) is not None
-
-
-def tcpchat_log(case: SynchronousTestCase) -> list[str]:
-    """The lines tcpchat logs from now until the end of C{case}."""
-    logged: list[str] = []
-
-    def observe(event: dict[str, Any]) -> None:
-        if event.get("log_namespace") == "tcpchat":
-            logged.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    case.addCleanup(globalLogPublisher.removeObserver, observe)
-    return logged
 
 
 def skip_reason() -> str | None:

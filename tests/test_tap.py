@@ -420,3 +420,35 @@ class RedisOptionsTests(SynchronousTestCase):
                 "--reactor=epoll", "tcpchat", "--workers", "2"]  # fmt: skip
         self.assertEqual(twistd_options(argv), ["-l", "chat.log", "--reactor=epoll"])
         self.assertEqual(twistd_options(["twist", "tcpchat"]), [])
+
+
+class WebOptionsTests(SynchronousTestCase):
+    """--web and --web-origin: what they take, and one line for what they refuse."""
+
+    def assertRefused(self, argv: list[str], message: str) -> None:
+        OptionsTests.assertRefused(self, argv, message)  # type: ignore[arg-type]
+
+    def test_web_endpoints_and_origins(self) -> None:
+        options = parse(
+            "--web", "tcp:8080", "--web", "tcp6:8081", "--web-origin", "https://chat.example"
+        )
+        self.assertEqual(options["web"], ["tcp:8080", "tcp6:8081"])
+        chat = options.getService()
+        self.assertEqual(chat.web, ("tcp:8080", "tcp6:8081"))
+        self.assertEqual(chat.web_origins, ("https://chat.example",))
+
+    def test_no_web_by_default(self) -> None:
+        self.assertEqual(parse().getService().web, ())
+
+    def test_refused(self) -> None:
+        self.assertRefused(["--web", "nonsense:1"], "--web: bad endpoint 'nonsense:1'")
+        self.assertRefused(["--web-origin", "https://a.example"], "there is no --web page")
+        self.assertRefused(["--web", "tcp:0", "--web-origin", "a.example"], "is not an origin")
+        self.assertRefused(["--web", "tcp:0", "--classic"], "--classic and --once have no rooms")
+
+    def test_any_origin(self) -> None:
+        self.assertEqual(parse("--web", "tcp:0", "--web-origin", "*")["web-origins"], ["*"])
+
+    def test_web_without_the_library_says_what_to_install(self) -> None:
+        self.patch(tap, "web_available", lambda: False)
+        self.assertRefused(["--web", "tcp:0"], "pip install 'twisted-tcpchat[web]'")

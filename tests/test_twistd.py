@@ -133,7 +133,7 @@ def test_help_lists_plugin(tmp_path: Path) -> None:
         timeout=DEADLINE,
         check=True,
     )
-    assert b"tcpchat          A TCP chat server" in result.stdout
+    assert re.search(rb"(?m)^ +tcpchat +A TCP chat server", result.stdout), result.stdout
 
 
 def test_sigterm_tells_clients(twistd) -> None:  # type: ignore[no-untyped-def]

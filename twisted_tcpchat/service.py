@@ -23,6 +23,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamServerEndpoint,
 )
+from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from twisted_tcpchat.core.commands import Commands
@@ -115,10 +116,14 @@ class ChatService(MultiService):
         listen: Sequence[Listen],
         reactor: IReactorCore,
         console: bool = False,
+        web: Sequence[Listen] = (),
+        web_origins: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.factory = factory
         self.listen = tuple(listen)
+        self.web = tuple(web)
+        self.web_origins = tuple(web_origins)
         self.console = console
         self._reactor = reactor
         self.ports: list[IListeningPort] = []
@@ -187,9 +192,15 @@ class ChatService(MultiService):
             return
         self._listening = True
         for description in self.listen:
-            self._listen(description)
+            self._listen(description, self.factory)
+        if self.web:
+            from twisted_tcpchat.frontends.web import web_site
 
-    def _listen(self, where: Listen) -> None:
+            site = web_site(self.server, cast(IReactorTime, self._reactor), self.web_origins)
+            for description in self.web:
+                self._listen(description, site, web=True)
+
+    def _listen(self, where: Listen, factory: Factory[Any], web: bool = False) -> None:
         if isinstance(where, str):
             description = where
             endpoint = serverFromString(HardenedTLSReactor(self._reactor), where)
@@ -197,7 +208,7 @@ class ChatService(MultiService):
             description = repr(where)
             endpoint = where
         outcome: list[IListeningPort | Failure] = []
-        endpoint.listen(self.factory).addBoth(outcome.append)
+        endpoint.listen(factory).addBoth(outcome.append)
         # Endpoints for TCP, UNIX and TLS answer at once.
         port = outcome[0] if outcome else None
         if port is None or isinstance(port, Failure):
@@ -212,11 +223,21 @@ class ChatService(MultiService):
             raise ListenError(message)
         self.ports.append(port)
         host, number = address_parts(port.getHost())
-        log.info(
-            "tcpchat listening on {address} ({description})",
-            address=str(Peer(host, number, "")),
-            description=description,
-        )
+        address = str(Peer(host, number, ""))
+        if web:
+            scheme = "https" if description.startswith("ssl:") else "http"
+            log.info(
+                "tcpchat web page and WebSocket on {scheme}://{address}/ ({description})",
+                scheme=scheme,
+                address=address,
+                description=description,
+            )
+        else:
+            log.info(
+                "tcpchat listening on {address} ({description})",
+                address=address,
+                description=description,
+            )
 
     def stopService(self) -> Deferred[None]:
         children = super().stopService()  # (workers, when there are)
@@ -247,6 +268,8 @@ def make_service(
     checkers: Sequence[ICredentialsChecker] = (),
     directory: IDirectory | None = None,
     commands: Commands | None = None,
+    web: Sequence[Listen] = (),
+    web_origins: Sequence[str] = (),
 ) -> ChatService:
     """
     The chat server as a service to add to an application.
@@ -263,6 +286,11 @@ def make_service(
     @param directory: names and rooms (default: in this process, as
         C{config} sets them).
     @param commands: the slash commands (default: the built-in ones).
+    @param web: where to serve the web page and its WebSocket (the C{[web]}
+        extra): endpoint strings or endpoints, like C{listen}.
+    @param web_origins: the origins of other pages allowed to open the
+        WebSocket (C{https://chat.example.com}; C{*}: any); the page's own
+        always may.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -271,4 +299,4 @@ def make_service(
     clock = cast(IReactorTime, reactor)
     server = ChatServer(config, clock, checkers=checkers, directory=directory, commands=commands)
     factory = ChatFactory(server=server, clock=clock)
-    return ChatService(factory, listen, reactor, console)
+    return ChatService(factory, listen, reactor, console, web, web_origins)

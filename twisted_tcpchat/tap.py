@@ -8,7 +8,9 @@ import ipaddress
 import math
 import os
 import socket
+from importlib.util import find_spec
 from typing import cast
+from urllib.parse import urlsplit
 
 from twisted.cred import strcred
 from twisted.cred.credentials import IUsernamePassword
@@ -251,6 +253,8 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     def __init__(self, reactor: IReactorCore | None = None) -> None:
         super().__init__()
         self["listen"] = []
+        self["web"] = []
+        self["web-origins"] = []
         self["exempt"] = None
         self["operators"] = []
         self["rooms"] = []
@@ -275,6 +279,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint: tcp:65432, tcp6:65432:interface=\\:\\:1, unix:/run/tcpchat.sock (repeatable; with it, --port and --interface add a listener only when given). [default: tcp6:65432:interface=\\:\\:]"""  # noqa: E501
         self["listen"].append(description)
+
+    def opt_web(self, description: str) -> None:
+        """Serve the web page at / and its WebSocket at /ws on a Twisted endpoint: tcp:8080, ssl:8443:privateKey=KEY:certKey=CERT (repeatable; needs the [web] extra)."""  # noqa: E501
+        self["web"].append(description)
+
+    def opt_web_origin(self, origin: str) -> None:
+        """Let pages from this origin (https://chat.example.com; *: any) open the WebSocket; the page's own always may (repeatable)."""  # noqa: E501
+        self["web-origins"].append(origin)
 
     def opt_auth(self, description: str) -> None:
         """Require logins checked by twisted.cred: memory:NAME:PASSWORD[:NAME:PASSWORD...], file:PATH (lines of name:password), unix; repeatable; see --help-auth. [default: no login needed]"""  # noqa: E501
@@ -389,19 +401,28 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             )
         reactor = self._get_reactor()
         for description in listen:
-            if description.startswith("ssl:") and ":sslmethod=" in description:
-                raise usage.UsageError(
-                    "--listen: sslmethod= would bypass the TLS 1.2 minimum; leave it out"
-                )
-            try:
-                serverFromString(reactor, description)
-            except (ValueError, TypeError, KeyError, OSError) as e:
-                raise usage.UsageError(f"--listen: bad endpoint {description!r}: {e}") from None
-            except Exception as e:  # e.g. OpenSSL.SSL.Error for a key that is not one
-                raise usage.UsageError(
-                    f"--listen: bad endpoint {description!r}: {type(e).__name__}: {e}"
-                ) from None
+            _check_endpoint("listen", description, reactor)
         self["endpoints"] = listen
+        self._check_web(reactor)
+
+    def _check_web(self, reactor: IReactorCore) -> None:
+        if not self["web"]:
+            if self["web-origins"]:
+                raise usage.UsageError("--web-origin: there is no --web page to allow it for")
+            return
+        if self["classic"] or self["once"]:
+            raise usage.UsageError("--web: --classic and --once have no rooms for the page")
+        if not web_available():
+            raise usage.UsageError(WEB_INSTALL_HINT)
+        for description in self["web"]:
+            _check_endpoint("web", description, reactor)
+        for origin in self["web-origins"]:
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc):
+                raise usage.UsageError(
+                    f"--web-origin: {origin!r} is not an origin like https://chat.example.com "
+                    "(or *)"
+                )
 
     def _check_redis(self) -> None:
         workers = self["workers"] = _integer("workers", self["workers"], 1, 256)
@@ -448,13 +469,17 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         from twisted_tcpchat import workers
 
         reactor = self._get_reactor()
-        endpoints = workers.inherited_endpoints(reactor) or self["endpoints"]
+        inherited = workers.inherited_endpoints(reactor)
         service = make_service(
-            endpoints,
+            inherited or self["endpoints"],
             self["config"],
             reactor=reactor,
             console=bool(self["console"]),
             checkers=self["credCheckers"],
+            # The first process alone serves the page (a worker adopts only
+            # the chat's TCP sockets); its WebSocket clients are its own.
+            web=() if inherited else self["web"],
+            web_origins=self["web-origins"],
         )
         if self["workers"] > 1:
             workers.WorkerPool(service, self["workers"], self._argv, reactor).setServiceParent(
@@ -464,6 +489,31 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         if parent and os.environ.get(workers.INHERITED):
             workers.ParentWatch(reactor, int(parent)).setServiceParent(service)
         return service
+
+
+def _check_endpoint(option: str, description: str, reactor: IReactorCore) -> None:
+    """Refuse, in one line, an endpoint string that cannot be listened on."""
+    if description.startswith("ssl:") and ":sslmethod=" in description:
+        raise usage.UsageError(
+            f"--{option}: sslmethod= would bypass the TLS 1.2 minimum; leave it out"
+        )
+    try:
+        serverFromString(reactor, description)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise usage.UsageError(f"--{option}: bad endpoint {description!r}: {e}") from None
+    except Exception as e:  # e.g. OpenSSL.SSL.Error for a key that is not one
+        raise usage.UsageError(
+            f"--{option}: bad endpoint {description!r}: {type(e).__name__}: {e}"
+        ) from None
+
+
+#: What --web without the [web] extra says.
+WEB_INSTALL_HINT = "--web needs the WebSocket library: pip install 'twisted-tcpchat[web]'"
+
+
+def web_available() -> bool:
+    """Whether the web front end's library (autobahn) is installed."""
+    return find_spec("autobahn") is not None
 
 
 def makeService(options: Options) -> ChatService:

@@ -1,5 +1,8 @@
 from twisted.application.service import ServiceMaker
 
 tcpchat = ServiceMaker(
-    "tcpchat", "twisted_tcpchat.tap", "A TCP chat server for nc, telnet and C clients.", "tcpchat"
+    "tcpchat",
+    "twisted_tcpchat.tap",
+    "A TCP chat server for nc, telnet, C clients and browsers.",
+    "tcpchat",
 )

@@ -205,11 +205,18 @@ class Whois(Event):
 
 @dataclass(frozen=True, slots=True)
 class RoomInfo:
-    """One room, as C{/rooms} lists it."""
+    """
+    One room, as C{/rooms} lists it.
+
+    @ivar seq: the number of the last message or action said there (0:
+        none yet): a client that remembers the last it saw knows how many
+        it has not read.
+    """
 
     name: str
     members: int
     topic: str = ""
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

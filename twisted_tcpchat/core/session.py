@@ -78,6 +78,15 @@ class BadLine:
 Line = str | BadLine
 
 
+def too_long(size: int, limit: int) -> BadLine:
+    """A line of C{size} bytes, over the C{limit}: dropped, and its sender told."""
+    return BadLine(
+        size,
+        f"line too long ({size} bytes; the limit is {limit}); not delivered",
+        f"sent an over-long line ({size} bytes); dropped",
+    )
+
+
 class SaidText(LazyText):
     """
     The text log's lines for chat lines said at once - who sent how many

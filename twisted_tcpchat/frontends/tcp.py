@@ -34,7 +34,7 @@ from twisted_tcpchat.core.events import Event
 from twisted_tcpchat.core.interfaces import IConnection
 from twisted_tcpchat.core.login import redact
 from twisted_tcpchat.core.server import ChatServer
-from twisted_tcpchat.core.session import BadLine, Line, Peer, Session
+from twisted_tcpchat.core.session import BadLine, Line, Peer, Session, too_long
 from twisted_tcpchat.frontends.render import wire_bytes
 from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.text.encodings import Codec
@@ -364,16 +364,8 @@ class ChatProtocol(Protocol):
     def _line(self, frame: Frame) -> Line:
         """One frame's text, or why it has none."""
         if isinstance(frame, Overlong):
-            return self._overlong(frame)
+            return too_long(frame.size, self._config.max_line)
         return self._decoded(frame)
-
-    def _overlong(self, frame: Overlong) -> BadLine:
-        return BadLine(
-            frame.size,
-            f"line too long ({frame.size} bytes; the limit is {self._config.max_line}); "
-            "not delivered",
-            f"sent an over-long line ({frame.size} bytes); dropped",
-        )
 
     def _decoded(self, raw: bytes) -> Line:
         """One line's text, or why it has none."""

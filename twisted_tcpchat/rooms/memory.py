@@ -90,7 +90,8 @@ class Room:
         # Members in the order they came (a dict as an ordered set): adding
         # and removing one costs the same in a room of 5 or of 5,000.
         self._members: dict[IParticipant, None] = {}
-        self._seq = itertools.count(1)
+        # The number of the last message or action said here.
+        self.seq = 0
         # The last --history lines said here (whole messages; the oldest
         # may hold more lines than are replayed), and how many lines that is.
         self._history_size = history
@@ -107,7 +108,7 @@ class Room:
         return iter(list(self._members))
 
     def info(self) -> RoomInfo:
-        return RoomInfo(self.name, len(self._members), self.topic)
+        return RoomInfo(self.name, len(self._members), self.topic, self.seq)
 
     # membership
 
@@ -145,12 +146,14 @@ class Room:
 
     def say(self, participant: IParticipant, lines: Sequence[str]) -> None:
         now = self._clock.seconds()
-        message = Message(self.name, participant.name, tuple(lines), next(self._seq), now)
+        self.seq += 1
+        message = Message(self.name, participant.name, tuple(lines), self.seq, now)
         self._relay(message, participant)
 
     def act(self, participant: IParticipant, text: str) -> None:
         now = self._clock.seconds()
-        self._relay(Action(self.name, participant.name, text, next(self._seq), now), participant)
+        self.seq += 1
+        self._relay(Action(self.name, participant.name, text, self.seq, now), participant)
 
     def notice(self, text: str, sender: str | None = None) -> None:
         event = Notice(text, room=self.name, sender=sender)

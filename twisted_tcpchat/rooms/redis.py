@@ -1244,18 +1244,20 @@ class RedisDirectory:
                 registry.setdefault(room.lower(), room)
             lowers = sorted(registry)
             metas = [
-                self._read_deferred(("HMGET", scripts.room_keys(lower)[1], "topic", "name"))
+                self._read_deferred(("HMGET", scripts.room_keys(lower)[1], "topic", "name", "seq"))
                 for lower in lowers
             ]
 
             def listed(results: list[tuple[bool, Any]]) -> list[RoomInfo]:
                 infos: list[RoomInfo] = []
                 for lower, (_ok, value) in zip(lowers, results, strict=True):
-                    topic, name = value or [None, None]
+                    topic, name, seq = value or [None, None, None]
                     if name is None and not counts.get(lower) and lower not in self._permanent:
                         self._read_command(("HDEL", scripts.ROOMS, lower), None, 0)
                         continue  # (closed)
-                    infos.append(RoomInfo(registry[lower], counts.get(lower, 0), topic or ""))
+                    infos.append(
+                        RoomInfo(registry[lower], counts.get(lower, 0), topic or "", int(seq or 0))
+                    )
                 return infos
 
             return DeferredList(metas).addCallback(listed)
