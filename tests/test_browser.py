@@ -201,10 +201,18 @@ def test_two_browsers_and_nc_in_one_room(tmp_path: Path, pages: list[Page]) -> N
         assert private, carol.lines()
         carol.wait(lambda: "bob" in carol.text_of("privates"), "bob under Private")
 
+        nc.say("/topic Tea and sockets")
+        alice.expect("bob set the topic: Tea and sockets")
+        alice.wait(lambda: alice.text_of("topic") == "Tea and sockets", "the topic shown")
+
         shots = _screenshots(tmp_path)
         alice.shot(shots, "desktop", DESKTOP)
         carol.shot(shots, "desktop-dark", DESKTOP)
         alice.shot(shots, "phone", PHONE)
+        alice.driver.find_element(By.ID, "menu").click()
+        alice.wait(lambda: alice.driver.find_element(By.ID, "rooms").is_displayed(), "the drawer")
+        alice.shot(shots, "phone-rooms", PHONE)
+        alice.driver.find_element(By.ID, "menu").click()
         carol.shot(shots, "phone-dark", PHONE)
         alice.driver.set_window_size(*DESKTOP)
         carol.driver.set_window_size(*DESKTOP)
