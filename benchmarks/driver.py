@@ -28,7 +28,21 @@ Scenarios::
     joins   no server: in this process, what one join+part costs in a room
             of 5, 50, 500 and 5,000 members, presence quiet and announced
             (L{benchmarks.joins})
+    ws-idle (issue 16) --clients WebSocket clients (1000) connect to our
+            C{--web} port and wait: how many are held, RSS per connection
+    ws-rate (issue 16) --receivers WebSocket receivers (100), --senders
+            plain TCP senders (10, send only: nc-style) at --rate lines/s in
+            total (2000): latency from the TCP sender to the WebSocket
+            receivers, loss, order
     suite   all of the issue's scenarios, full size (--quick: small), then joins
+            (ws-idle and ws-rate only where autobahn is installed)
+
+The two WebSocket scenarios run ours (and C{traced}) only, started with
+C{--web tcp:0:interface=127.0.0.1}; each such row comes with a C{-tcp} row
+(C{ours-tcp}): the same server and scenario with every client on the TCP
+port, in the same run, so that the ratio column says what the WebSocket
+costs.  The generator does the upgrade (no Origin header) and finds the
+stamps inside the JSON events (L{benchmarks.loadgen} C{--ws-port}).
 
 With C{--nodes N}, each scenario also runs against N of our nodes of one
 chat on one redis-server (C{--redis}), a row of its own next to ours (the
@@ -110,6 +124,13 @@ BUILTIN_SERVERS = {
 #: --server rows; ncat and the two relays put everyone in one room.
 NEEDS_ROOMS = frozenset({"rooms"})
 
+#: The WebSocket scenarios (issue 16): ours and traced only, each with its
+#: TCP comparison row.
+WEB_SCENARIOS = ("ws-idle", "ws-rate")
+
+#: Where our server serves its page and WebSocket in those scenarios.
+WEB_LISTEN = "tcp:0:interface=127.0.0.1"
+
 #: Seconds to wait for a server to listen.
 START_DEADLINE = 30.0
 
@@ -117,6 +138,7 @@ START_DEADLINE = 30.0
 MAX_NODES = 64
 
 _LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+_SERVING_WEB = re.compile(rb"web page and WebSocket on http://127\.0\.0\.1:(\d+)/")
 
 
 class BenchError(Exception):
@@ -145,6 +167,9 @@ class Scenario:
         joining room C{rI mod rooms} (0: no joining, the one room).
     @ivar batch: rate mode: lines each send puts in one write (the total
         rate in lines is the same).
+    @ivar web: the clients past the senders connect by WebSocket to our
+        C{--web} port (the senders stay on TCP).
+    @ivar send_only: the senders are not counted as receivers.
     """
 
     kind: str
@@ -159,11 +184,18 @@ class Scenario:
     connect_window: int = 256
     rooms: int = 0
     batch: int = 1
+    web: bool = False
+    send_only: bool = False
 
     @property
     def title(self) -> str:
         """A one-line description for the table's header."""
-        if self.kind == "fanout":
+        if self.kind == "ws-idle":
+            what = f"ws-idle: {self.clients} WebSocket clients held {self.duration:g} s"
+        elif self.kind == "ws-rate":
+            what = f"ws-rate: {self.clients - self.senders} WebSocket receivers, "
+            what += f"{self.senders} TCP senders (send only) {self.rate:g} lines/s in total"
+        elif self.kind == "fanout":
             what = f"fan-out 1 -> {self.clients - 1}, window {self.window}"
         elif self.kind == "idle":
             what = f"idle: {self.clients} clients held {self.duration:g} s"
@@ -174,19 +206,23 @@ class Scenario:
         else:
             what = f"{self.kind}: {self.clients} clients, {self.senders} sending"
             what += f" {self.rate:g} lines/s in total"
-        if self.kind != "idle":
+        if self.mode != "idle":
             what += f", {self.size}-byte lines, {self.duration:g} s"
         if self.batch > 1 and self.mode == "rate":
             what += f", {self.batch} lines per write"
         pace = f"{self.connect_rate:g}/s" if self.connect_rate else "unpaced"
         return f"{what}; connects {pace}"
 
-    def loadgen_args(self, port: int | Sequence[int], limit: float) -> list[str]:
+    def loadgen_args(
+        self, port: int | Sequence[int], limit: float, web_port: int | None = None
+    ) -> list[str]:
         """
         The generator's command-line arguments: against one port, or
-        several (client I connecting to the I mod Nth).
+        several (client I connecting to the I mod Nth); with C{web_port}
+        (a L{web} scenario), the clients past the senders by WebSocket there.
         """
         ports = [port] if isinstance(port, int) else list(port)
+        web = [f"--ws-port={web_port}", f"--tcp-clients={self.senders}"] if web_port else []
         return [
             f"--port={ports[0]}" if len(ports) == 1 else f"--ports={','.join(map(str, ports))}",
             f"--clients={self.clients}",
@@ -202,6 +238,8 @@ class Scenario:
             "--per-sender",
             *([f"--rooms={self.rooms}"] if self.rooms else []),
             *([f"--batch={self.batch}"] if self.batch > 1 and self.mode == "rate" else []),
+            *web,
+            *(["--send-only"] if self.send_only else []),
         ]
 
     def time_limit(self) -> float:
@@ -434,6 +472,13 @@ class ServerSpec:
     name: str
     command: str = ""
     nodes: int = 0
+    #: A WebSocket scenario's comparison row: every client on the TCP port.
+    tcp_receivers: bool = False
+
+    @property
+    def row(self) -> str:
+        """The name of its row in a table."""
+        return f"{self.name}-tcp" if self.tcp_receivers else self.name
 
     @property
     def is_ours(self) -> bool:
@@ -501,14 +546,15 @@ def twistd_path() -> str:
     return found
 
 
-def ours_argv(options: Options) -> list[str]:
+def ours_argv(options: Options, web: bool = False) -> list[str]:
     """
     Our server: twistd in the foreground, on any free port, logging to its
     standard output (as the README's command does), which the benchmark
     sends to a file.  Not C{--logfile}: twistd's log file rotates every
     1 MB by renaming every older file, so at benchmark volume (tens of MB/s)
     that renaming - not tcpchat - took a fifth of the server's time, more
-    the longer the run.
+    the longer the run.  With C{web}, it also serves its page and WebSocket
+    on another free port (L{WEB_LISTEN}).
     """
     return [
         twistd_path(),
@@ -522,18 +568,29 @@ def ours_argv(options: Options) -> list[str]:
         "--interface",
         "127.0.0.1",
         *OURS_OPTIONS,
+        *(["--web", WEB_LISTEN] if web else []),
         *options.ours_args,
     ]
 
 
 @contextmanager
 def running_server(
-    spec: ServerSpec, tools: Tools, workdir: Path, core: int | None, options: Options, life: float
-) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Start a server, wait until it serves, yield it and its port, stop it."""
+    spec: ServerSpec,
+    tools: Tools,
+    workdir: Path,
+    core: int | None,
+    options: Options,
+    life: float,
+    web: bool = False,
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """
+    Start a server, wait until it serves, yield it, its port and (C{web}:
+    ours with C{--web}) its WebSocket's port, stop it.
+    """
     log = workdir / f"{spec.name}.out"
+    web_port = 0
     if spec.runs_ours:
-        argv = ours_argv(options)
+        argv = ours_argv(options, web)
         if spec.is_traced:
             report = spec.trace_report(workdir)
             report.unlink(missing_ok=True)
@@ -563,8 +620,10 @@ def running_server(
         deadline = time.monotonic() + START_DEADLINE
         if spec.runs_ours:
             port = _port_from_log(log, process, deadline)
+            if web:
+                web_port = _port_from_log(log, process, deadline, _SERVING_WEB)
         wait_until_serving(port, process, deadline)
-        yield process, port
+        yield process, port, web_port
     except BenchError as e:
         tail = _log_tail(log)
         raise BenchError(f"{spec.name}: {e}\n{tail}".rstrip()) from None
@@ -584,10 +643,15 @@ def checkout_env() -> dict[str, str]:
     return env
 
 
-def _port_from_log(log: Path, process: subprocess.Popen[bytes], deadline: float) -> int:
+def _port_from_log(
+    log: Path,
+    process: subprocess.Popen[bytes],
+    deadline: float,
+    pattern: re.Pattern[bytes] = _LISTENING,
+) -> int:
     while time.monotonic() < deadline:
         try:
-            match = _LISTENING.search(log.read_bytes())
+            match = pattern.search(log.read_bytes())
         except OSError:
             match = None
         if match:
@@ -595,7 +659,8 @@ def _port_from_log(log: Path, process: subprocess.Popen[bytes], deadline: float)
         if process.poll() is not None:
             raise BenchError(f"twistd exited with status {process.returncode}")
         time.sleep(0.05)
-    raise BenchError("twistd did not log its port in time")
+    what = "its web port" if pattern is _SERVING_WEB else "its port"
+    raise BenchError(f"twistd did not log {what} in time")
 
 
 # --- a cluster: nodes of ours on one Redis -----------------------------------------
@@ -757,20 +822,35 @@ class Started:
     logs: list[Path] = field(default_factory=list)
     redis: subprocess.Popen[bytes] | None = None
     redis_port: int = 0
+    #: Ours with C{--web}: the port of its page and WebSocket.
+    web_port: int = 0
 
 
 @contextmanager
 def running(
-    spec: ServerSpec, tools: Tools, workdir: Path, core: int | None, options: Options, life: float
+    spec: ServerSpec,
+    tools: Tools,
+    workdir: Path,
+    core: int | None,
+    options: Options,
+    life: float,
+    web: bool = False,
 ) -> Iterator[Started]:
-    """Start a server or a cluster, wait until it serves, yield it, stop it."""
+    """
+    Start a server or a cluster (C{web}: ours with its WebSocket too), wait
+    until it serves, yield it, stop it.
+    """
     if spec.is_cluster:
         with running_cluster(spec, workdir, core, options) as started:
             yield started
         return
-    with running_server(spec, tools, workdir, core, options, life) as (process, port):
+    with running_server(spec, tools, workdir, core, options, life, web) as (
+        process,
+        port,
+        web_port,
+    ):
         logs = [workdir / f"{spec.name}.out"] if spec.runs_ours else []
-        yield Started([process], [port], logs)
+        yield Started([process], [port], logs, web_port=web_port)
 
 
 @contextmanager
@@ -1038,11 +1118,12 @@ def run_once(
     records: list[int] = []
     if options.quiet_wait > 0:
         wait_for_quiet(options.quiet_wait)
-    with running(spec, tools, workdir, cores[0], options, limit + 60) as started:
+    with running(spec, tools, workdir, cores[0], options, limit + 60, scenario.web) as started:
         time.sleep(0.2)  # let a freshly started server settle its memory
         pids = [process.pid for process in started.processes]
         base = _total([process_rss(pid) for pid in pids])
-        argv = [str(tools.loadgen), *scenario.loadgen_args(started.ports, limit)]
+        web_port = None if spec.tcp_receivers else started.web_port
+        argv = [str(tools.loadgen), *scenario.loadgen_args(started.ports, limit, web_port)]
         generator = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -1221,6 +1302,8 @@ KEY_FIGURE = {
     "soak": ("lat_p99_us", False),
     "rooms": ("lat_p99_us", False),
     "idle": ("held", True),
+    "ws-idle": ("rss_per_conn_kib", False),
+    "ws-rate": ("lat_p99_us", False),
 }
 
 
@@ -1266,6 +1349,16 @@ _REDIS_MEMORY: list[Column] = [
     ("peak", "redis_mem_peak_kib", _mib),
     ("end", "redis_mem_end_kib", _mib),
 ]
+_IDLE: list[Column] = [
+    ("asked", "clients", _count),
+    ("ready", "ready", _count),
+    ("held", "held", _count),
+    ("failed", "failed", _count),
+    ("conn/s", "connect_per_s", _count),
+    ("base MiB", "rss_base_kib", lambda v: f"{v / 1024:.1f}"),
+    ("RSS MiB", "rss_end_kib", lambda v: f"{v / 1024:.1f}"),
+    ("KiB/conn", "rss_per_conn_kib", _kib),
+]
 COLUMNS: dict[str, list[Column]] = {
     "fanout": [
         ("ready", "ready", _count),
@@ -1308,16 +1401,8 @@ COLUMNS: dict[str, list[Column]] = {
         *_REDIS,
         *_REDIS_MEMORY,
     ],
-    "idle": [
-        ("asked", "clients", _count),
-        ("ready", "ready", _count),
-        ("held", "held", _count),
-        ("failed", "failed", _count),
-        ("conn/s", "connect_per_s", _count),
-        ("base MiB", "rss_base_kib", lambda v: f"{v / 1024:.1f}"),
-        ("RSS MiB", "rss_end_kib", lambda v: f"{v / 1024:.1f}"),
-        ("KiB/conn", "rss_per_conn_kib", _kib),
-    ],
+    "idle": _IDLE,
+    "ws-idle": _IDLE,
     "soak": [
         ("ready", "ready", _count),
         ("sent/s", "sent_per_s", _count),
@@ -1332,6 +1417,19 @@ COLUMNS: dict[str, list[Column]] = {
         *_COMMON,
         *_REDIS,
         *_REDIS_MEMORY,
+    ],
+    "ws-rate": [
+        ("ready", "ready", _count),
+        ("sent/s", "sent_per_s", _count),
+        ("deliv/s", "deliveries_per_s", _count),
+        ("lost", "lost", _count),
+        ("reord", "reordered", _count),
+        ("garbled", "garbled", _count),
+        ("p50 ms", "lat_p50_us", _ms),
+        ("p90 ms", "lat_p90_us", _ms),
+        ("p99 ms", "lat_p99_us", _ms),
+        ("max ms", "lat_max_us", _ms),
+        *_COMMON,
     ],
 }
 #: Figures whose columns are left out when no row has them.
@@ -1446,14 +1544,14 @@ def bench(
             run.notes = [f"run {number + 1}: {note}" for note in run.notes]
             runs.append(run)
             if options.verbose:
-                print(f"   {spec.name} run {number + 1}: {run.figures} {run.notes}", file=out)
+                print(f"   {spec.row} run {number + 1}: {run.figures} {run.notes}", file=out)
     rows = []
     for spec, runs in zip(specs, runs_of, strict=True):
         notes = [note for run in runs for note in run.notes]
         lossy = [s for run in runs for s in run.senders if s.get("lost") or s.get("reordered")]
         if lossy:
             notes.append(f"{len(lossy)} sender records with loss or reordering (all runs)")
-        rows.append(Row(spec.name, median_figures([r for r in runs if r.figures]), runs, notes))
+        rows.append(Row(spec.row, median_figures([r for r in runs if r.figures]), runs, notes))
     print(format_table(scenario, rows, options.runs), file=out, flush=True)
     traced = format_trace(rows)
     if traced:
@@ -1563,7 +1661,48 @@ def suite(quick: bool, args: argparse.Namespace) -> list[Scenario]:
             "rooms", "rate", clients, clients, rate=rate, duration=duration, size=size, rooms=rooms
         )
     )
+    if find_spec("autobahn") is not None:  # (our --web needs it)
+        scenarios.append(ws_idle(min(100 if quick else 1000, fd_room)))
+        receivers, senders, rate = (20, 2, 500) if quick else (100, 10, 2000)
+        scenarios.append(ws_rate(receivers, senders, rate, duration=duration, size=size))
     return scenarios
+
+
+def ws_idle(clients: int, duration: float = 2.0, connect_rate: float = 0) -> Scenario:
+    """C{ws-idle}: C{clients} WebSocket clients held (issue 16: RSS per connection)."""
+    return Scenario(
+        "ws-idle", "idle", clients, 0, duration=duration, connect_rate=connect_rate, web=True
+    )
+
+
+def ws_rate(
+    receivers: int,
+    senders: int,
+    rate: float,
+    duration: float = 2.0,
+    size: int = 64,
+    connect_rate: float = 1000,
+    batch: int = 1,
+) -> Scenario:
+    """
+    C{ws-rate}: C{receivers} WebSocket clients, C{senders} nc-style TCP
+    clients that only send, C{rate} lines/s in total (issue 16: latency
+    from the TCP sender to the WebSocket receivers); C{batch} lines per
+    write (the server makes them one message: one frame, several stamps).
+    """
+    return Scenario(
+        "ws-rate",
+        "rate",
+        receivers + senders,
+        senders,
+        rate=rate,
+        duration=duration,
+        size=size,
+        connect_rate=connect_rate,
+        batch=batch,
+        web=True,
+        send_only=True,
+    )
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -1572,27 +1711,37 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Benchmark tcpchat against ncat --chat and a C relay (issue 7). "
         "Run from the repository root of a checkout.",
         epilog="Full size: fanout --receivers 1000; rate --rate 5000; idle --clients 15000; "
-        "soak --duration 300; rooms (100 rooms of 10, 2000 lines/s); suite (all of them). "
+        "soak --duration 300; rooms (100 rooms of 10, 2000 lines/s); ws-idle (1000 WebSocket "
+        "clients); ws-rate (100 WebSocket receivers, 10 TCP senders, 2000 lines/s); suite (all "
+        "of them). "
         "The rooms scenario runs ours, traced and --server rows only: ncat and the relays "
         "have no rooms. joins starts no server: it measures this checkout's directory in "
         "this process (--servers, --runs and the load options do not apply).",
     )
     parser.add_argument(
         "scenario",
-        choices=["fanout", "rate", "idle", "soak", "rooms", "joins", "suite"],
+        choices=["fanout", "rate", "idle", "soak", "rooms", "joins", *WEB_SCENARIOS, "suite"],
         help="fanout: one sender, --receivers others; rate: --clients all sending --rate "
         "lines/s in total; idle: --clients held; soak: rate, for --duration; rooms: rate, the "
         "clients spread over --rooms rooms (client I sends /join rK, K = I mod ROOMS), run by "
         "ours, traced and --server rows only (ncat and the relays have no rooms); joins: no "
-        "server, one join+part in rooms of 5 to 5,000 members, in this process; suite: all",
+        "server, one join+part in rooms of 5 to 5,000 members, in this process; ws-idle: "
+        "--clients WebSocket clients held by ours (--web); ws-rate: --receivers WebSocket "
+        "receivers, --senders TCP senders (send only), --rate lines/s in total; the ws "
+        "scenarios run ours and traced only, each with a -tcp row (every client on TCP); "
+        "suite: all",
     )
-    parser.add_argument("--receivers", type=int, default=10, help="fanout: receivers (10)")
+    parser.add_argument(
+        "--receivers", type=int, help="fanout: receivers (10); ws-rate: WebSocket receivers (100)"
+    )
     parser.add_argument(
         "--clients",
         type=int,
-        help="rate: 100, soak: 300, idle: 1000, rooms: 1000 (senders included)",
+        help="rate: 100, soak: 300, idle: 1000, rooms: 1000 (senders included); ws-idle: 1000",
     )
-    parser.add_argument("--senders", type=int, help="rate, soak, rooms: how many send (all)")
+    parser.add_argument(
+        "--senders", type=int, help="rate, soak, rooms: how many send (all); ws-rate: 10 (TCP)"
+    )
     parser.add_argument("--rate", type=float, help="lines/s in total (rate, rooms: 2000, soak: 20)")
     parser.add_argument(
         "--rooms",
@@ -1645,7 +1794,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=int,
         default=1,
         metavar="K",
-        help="rate, soak, rooms: lines each send puts in one write (1); the rate is in lines",
+        help="rate, soak, rooms, ws-rate: lines each send puts in one write (1); the rate is "
+        "in lines",
     )
     parser.add_argument("--reactor", default="epoll", help="our twistd's reactor (epoll)")
     parser.add_argument(
@@ -1684,18 +1834,32 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
     quick_duration = 1.0 if args.quick else None
     if not 1 <= args.batch <= 1000:
         raise BenchError(f"--batch {args.batch}: from 1 to 1000")
-    if args.batch > 1 and kind in ("fanout", "idle"):
-        raise BenchError("--batch: for rate, soak and rooms (fanout sends its window at once)")
+    if args.batch > 1 and kind in ("fanout", "idle", "ws-idle"):
+        raise BenchError(
+            "--batch: for rate, soak, rooms and ws-rate (fanout sends its window at once)"
+        )
     if kind == "fanout":
         return Scenario(
             "fanout",
             "flood",
-            args.receivers + 1,
+            (args.receivers or 10) + 1,
             1,
             duration=args.duration or quick_duration or 2.0,
             size=args.size,
             window=args.window,
             connect_rate=1000 if args.connect_rate is None else args.connect_rate,
+        )
+    if kind == "ws-idle":
+        return ws_idle(args.clients or 1000, args.duration or 2.0, args.connect_rate or 0)
+    if kind == "ws-rate":
+        return ws_rate(
+            args.receivers or 100,
+            args.senders or 10,
+            args.rate or 2000,
+            duration=args.duration or quick_duration or 2.0,
+            size=args.size,
+            connect_rate=1000 if args.connect_rate is None else args.connect_rate,
+            batch=args.batch,
         )
     if kind == "idle":
         return Scenario(
@@ -1763,10 +1927,22 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
 
 
 def servers_for(scenario: Scenario, specs: Sequence[ServerSpec]) -> list[ServerSpec]:
-    """The servers that can run C{scenario}: all, or those with rooms."""
+    """
+    The servers that can run C{scenario}: all, or those with rooms, or
+    (a WebSocket scenario) ours and traced, each followed by its TCP
+    comparison row.
+    """
+    if scenario.web:
+        ours = [s for s in specs if (s.is_ours or s.is_traced) and not s.tcp_receivers]
+        return [row for s in ours for row in (s, replace(s, tcp_receivers=True))]
     if scenario.kind not in NEEDS_ROOMS:
         return list(specs)
     return [spec for spec in specs if spec.has_rooms]
+
+
+def left_out_because(scenario: Scenario) -> str:
+    """Why some servers do not run C{scenario}."""
+    return "no WebSocket (ours and traced only)" if scenario.web else "no rooms"
 
 
 def describe_source() -> str | None:
@@ -1821,6 +1997,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         else:
             specs, scenarios = server_specs(args), [scenario_from(args)]
         if scenarios and not any(servers_for(s, specs) for s in scenarios):
+            if scenarios[0].web:
+                raise BenchError(
+                    f"{scenarios[0].kind} runs ours and traced only (our --web): "
+                    "list one in --servers"
+                )
             raise BenchError(
                 "no server to measure has rooms: the rooms scenario runs ours, traced "
                 "and --server rows only"
@@ -1858,6 +2039,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         shown = ours_argv(options)
         shown[0] = "twistd"
         print(f"# ours: {shlex.join(shown)}", file=out)
+        webs = [s.kind for s in scenarios if s.web]
+        if webs:
+            print(
+                f"# {', '.join(webs)}: ours with --web {WEB_LISTEN} too; the -tcp row: the "
+                "same server and scenario, every client on its TCP port",
+                file=out,
+            )
     for spec in specs:
         if spec.is_cluster:
             print(
@@ -1903,7 +2091,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 these = servers_for(scenario, specs)
                 left_out = [spec.name for spec in specs if spec not in these]
                 if left_out:
-                    print(f"# {scenario.kind}: {', '.join(left_out)} left out: no rooms", file=out)
+                    print(
+                        f"# {scenario.kind}: {', '.join(left_out)} left out: "
+                        f"{left_out_because(scenario)}",
+                        file=out,
+                    )
                 if not these:
                     print(file=out)
                     continue

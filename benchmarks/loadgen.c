@@ -33,6 +33,21 @@
  * --batch K (rate mode): each send is K lines of one sender in one write(),
  * the total rate in lines unchanged.
  *
+ * WebSocket clients (--ws-port W): client i >= --tcp-clients K connects to W
+ * instead, asks for an upgrade (GET --ws-path, RFC 6455, no Origin), and
+ * once the server's 101 answer is read, reads its frames: a text, binary or
+ * continuation frame is scanned for stamps anywhere in it as it comes, of
+ * any size (`...|SSSS:QQQ...` followed by `"` in a JSON event: a message of
+ * several lines has several stamps; a frame without one is counted in
+ * other_lines), a ping is answered by a pong, a close by a close.  Such a
+ * client is ready at its first frame (the greeting); what it sends
+ * (`/join`, a sender's lines) goes as masked text frames, one per line,
+ * without the line end.  The first K clients stay plain TCP (--port,
+ * --ports): nc-style senders next to WebSocket receivers.  A stamp split
+ * over two fragments of one message (autobahn does not fragment by
+ * default) is not found.
+ * --send-only: the senders are not receivers; what reaches them is stray.
+ *
  * Output on stdout, one record per line, words `key=value`:
  *   phase connected ... / phase start / phase end / phase done   (as they happen)
  *   sender sid=... sent=... expected=... received=... lost=... reordered=...
@@ -59,6 +74,8 @@
 #include <unistd.h>
 
 #define PARTIAL_CAP 512       /* longest line kept across reads; longer ones are skipped */
+#define WS_PARTIAL_CAP 4096   /* WebSocket: longest 101 answer; what else is kept is short */
+#define WS_HEAD_CAP 14        /* WebSocket: a client frame's header, mask key included */
 #define READ_CAP (256 * 1024) /* bytes per read() */
 #define OUT_CAP (1 << 20)     /* a sender's unsent bytes past which rate mode skips a message */
 #define MAX_EVENTS 1024
@@ -69,6 +86,7 @@
 
 enum mode { IDLE, FLOOD, RATE };
 enum state { FREE, CONNECTING, CONNECTED, READY, CLOSED, FAILED };
+enum { SEEN_BAR = 1, SEEN_STAMP = 2 };
 
 typedef struct {
     int fd;
@@ -76,8 +94,13 @@ typedef struct {
     uint8_t rx;       /* a receiver: ready when the run started */
     uint8_t skipping; /* inside an over-long line */
     uint16_t plen;
+    uint8_t ws;       /* a WebSocket client (--ws-port) */
+    uint8_t upgraded; /* WebSocket: the server's 101 answer is read */
+    uint8_t in_data;  /* WebSocket: inside a data frame's payload */
+    uint8_t fseen;    /* WebSocket: SEEN_* in the current data frame */
     char *partial;
-    int sid; /* sender index, or -1 */
+    uint64_t fleft;   /* WebSocket: payload bytes of the current data frame still to come */
+    int sid;          /* sender index, or -1 */
 } conn_t;
 
 typedef struct {
@@ -98,7 +121,10 @@ static struct {
     enum mode mode;
     double rate, duration, connect_rate, connect_timeout, settle, drain, limit;
     int connect_window, per_sender, rooms, batch;
-} opt = {"127.0.0.1", 0, 10, 1, 128, 64, FLOOD, 1000, 2, 0, 5, 0.2, 5, 600, 256, 0, 0, 1};
+    int ws_port, tcp_clients, send_only;
+    const char *ws_path;
+} opt = {"127.0.0.1", 0, 10, 1, 128, 64, FLOOD, 1000, 2, 0, 5, 0.2, 5, 600, 256, 0, 0, 1,
+         0, 0, 0, "/ws"};
 
 static int ports[MAX_PORTS], nports; /* --ports: client i connects to ports[i mod nports] */
 
@@ -112,6 +138,9 @@ static int epfd, nsenders;
 static uint64_t ring_mask; /* flood: ring slots - 1, a power of two >= the window */
 static int opened, ready, failed, closed_early, dropped, alive_rx, fd_limit_hit;
 static uint64_t delivered, in_window, garbled, stray, misrouted, other_lines, overlong, bytes_in;
+static uint64_t ws_pings, ws_refused, ws_bad; /* WebSocket: pings answered, no 101, bad frames */
+static int ws_opened, ws_closed;             /* WebSocket clients, closes from the server */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static double t_run, t_stop, last_byte;
 static int running; /* 1 from the run's start until its end */
 static char *readbuf;
@@ -212,10 +241,11 @@ static void conn_close(uint32_t i, int early) {
     c->state = (c->state == READY) ? CLOSED : FAILED;
 }
 
-static int open_one(const struct sockaddr_in *addrs) {
+static int open_one(const struct sockaddr_in *addrs, const struct sockaddr_in *ws_addr) {
     int i = opened;
-    const struct sockaddr_in *addr = &addrs[i % nports];
     conn_t *c = &conns[i];
+    c->ws = opt.ws_port && i >= opt.tcp_clients;
+    const struct sockaddr_in *addr = c->ws ? ws_addr : &addrs[i % nports];
     c->sid = -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -228,6 +258,7 @@ static int open_one(const struct sockaddr_in *addrs) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     opened++;
+    ws_opened += c->ws;
     c->fd = fd;
     c->state = CONNECTING;
     if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS) {
@@ -238,6 +269,96 @@ static int open_one(const struct sockaddr_in *addrs) {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         die("epoll_ctl");
+    return 0;
+}
+
+/* ---- WebSocket (client side of RFC 6455) ---- */
+
+static uint64_t next_random(void) { /* xorshift64: mask keys and handshake keys */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* One masked client frame (FIN set) of `len` payload bytes into out; its size. */
+static size_t ws_frame(char *out, int opcode, const char *payload, size_t len) {
+    unsigned char *o = (unsigned char *)out;
+    size_t h = 0;
+    o[h++] = (unsigned char)(0x80 | opcode);
+    if (len < 126) {
+        o[h++] = (unsigned char)(0x80 | len);
+    } else if (len < 65536) {
+        o[h++] = 0x80 | 126;
+        o[h++] = (unsigned char)(len >> 8);
+        o[h++] = (unsigned char)len;
+    } else {
+        o[h++] = 0x80 | 127;
+        for (int k = 7; k >= 0; k--)
+            o[h++] = (unsigned char)((uint64_t)len >> (8 * k));
+    }
+    uint32_t key = (uint32_t)next_random();
+    memcpy(o + h, &key, 4);
+    const unsigned char *m = o + h;
+    h += 4;
+    for (size_t k = 0; k < len; k++)
+        o[h + k] = (unsigned char)payload[k] ^ m[k & 3];
+    return h + len;
+}
+
+/*
+ * Send a frame on WebSocket client i: through a sender's queue (after its
+ * lines), else with one write, which a client that is not sending takes
+ * whole.  -1 if the connection is closed.
+ */
+static void flush_sender(sender_t *s);
+static int ws_send(uint32_t i, int opcode, const char *payload, size_t len) {
+    conn_t *c = &conns[i];
+    char frame[WS_HEAD_CAP + 125];
+    if (len > 125)
+        len = 125; /* (control frames and /join: short) */
+    size_t n = ws_frame(frame, opcode, payload, len);
+    if (c->sid >= 0) {
+        sender_t *s = &senders[c->sid];
+        if (s->olen + n <= OUT_CAP) {
+            memcpy(s->out + s->olen, frame, n);
+            s->olen += n;
+        }
+        flush_sender(s);
+        return c->fd >= 0 ? 0 : -1;
+    }
+    if (write(c->fd, frame, n) != (ssize_t)n) {
+        conn_close(i, 1);
+        return -1;
+    }
+    return 0;
+}
+
+/* The upgrade request, once connected.  -1 if it could not be sent. */
+static int ws_handshake(uint32_t i) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char nonce[18] = {0}; /* 16 random bytes (+2 zero: base64 in groups of 3) */
+    uint64_t r0 = next_random(), r1 = next_random();
+    memcpy(nonce, &r0, 8);
+    memcpy(nonce + 8, &r1, 8);
+    char key[25];
+    for (int g = 0; g < 6; g++) {
+        uint32_t v = (uint32_t)nonce[3 * g] << 16 | (uint32_t)nonce[3 * g + 1] << 8 | nonce[3 * g + 2];
+        for (int k = 0; k < 4; k++)
+            key[4 * g + k] = b64[(v >> (18 - 6 * k)) & 63];
+    }
+    key[22] = key[23] = '=';
+    key[24] = 0;
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     opt.ws_path, opt.host, opt.ws_port, key);
+    if (n <= 0 || n >= (int)sizeof req || write(conns[i].fd, req, (size_t)n) != n) {
+        conn_close(i, 0);
+        return -1;
+    }
     return 0;
 }
 
@@ -283,6 +404,20 @@ static void send_lines(sender_t *s, uint32_t sid, uint64_t n) {
     if (conns[s->conn].fd < 0)
         return;
     uint64_t ns = now_ns();
+    if (conns[s->conn].ws) {
+        /* One text frame per line, without its line end. */
+        char line[4096 + 64];
+        for (uint64_t k = 0; k < n; k++) {
+            if (s->olen + line_room() + WS_HEAD_CAP > OUT_CAP) {
+                s->skipped += n - k;
+                break;
+            }
+            size_t len = format_line(line, sid, s->seq++, ns) - 1;
+            s->olen += ws_frame(s->out + s->olen, 0x1, line, len);
+        }
+        flush_sender(s);
+        return;
+    }
     for (uint64_t k = 0; k < n; k++) {
         if (s->olen + line_room() > OUT_CAP) {
             s->skipped += n - k;
@@ -335,6 +470,8 @@ static void flood_send(double t) {
 static int join_room(uint32_t i) {
     char line[32];
     int n = snprintf(line, sizeof line, "/join r%d\n", room_of(i));
+    if (conns[i].ws)
+        return ws_send(i, 0x1, line, (size_t)n - 1);
     if (write(conns[i].fd, line, (size_t)n) != n) {
         /* (A fresh socket takes a few bytes whole; anything else is an error.) */
         conn_close(i, 1);
@@ -372,11 +509,8 @@ static inline uint32_t hex8(const char *p, uint64_t *bad) {
 
 #define STAMP_LEN 31 /* |ssss:qqqqqqqq:tttttttttttttttt */
 
-/* Parse the fixed-width stamp `|SID:SEQ:NS` (hex) at the end of a line. 1 if found. */
-static int parse_stamp(const char *line, size_t len, uint64_t *sid, uint64_t *seq, uint64_t *ns) {
-    if (len < STAMP_LEN)
-        return 0;
-    const char *p = line + len - STAMP_LEN;
+/* Parse the fixed-width stamp `|SID:SEQ:NS` (hex) at p (STAMP_LEN bytes). 1 if it is one. */
+static int parse_stamp_at(const char *p, uint64_t *sid, uint64_t *seq, uint64_t *ns) {
     if (p[0] != '|' || p[5] != ':' || p[14] != ':')
         return 0;
     uint64_t bad = 0;
@@ -388,17 +522,16 @@ static int parse_stamp(const char *line, size_t len, uint64_t *sid, uint64_t *se
     return bad == 0;
 }
 
-static void on_line(uint32_t r, const char *line, size_t len, uint64_t t_ns, double t) {
-    if (len && line[len - 1] == '\r')
-        len--;
-    uint64_t sid, seq, ns;
-    if (!parse_stamp(line, len, &sid, &seq, &ns)) {
-        if (memchr(line, '|', len) && running)
-            garbled++;
-        else
-            other_lines++;
-        return;
-    }
+/* Parse the stamp at the end of a line.  1 if found. */
+static int parse_stamp(const char *line, size_t len, uint64_t *sid, uint64_t *seq, uint64_t *ns) {
+    if (len < STAMP_LEN)
+        return 0;
+    return parse_stamp_at(line + len - STAMP_LEN, sid, seq, ns);
+}
+
+/* A stamped message (sender, sequence number, send time) reached client r. */
+static void on_stamp(uint32_t r, uint64_t sid, uint64_t seq, uint64_t ns, uint64_t t_ns,
+                     double t) {
     if (!conns[r].rx || !nsenders) {
         stray++;
         return;
@@ -435,6 +568,209 @@ static void on_line(uint32_t r, const char *line, size_t len, uint64_t t_ns, dou
                 advance((uint32_t)sid, t);
         }
     }
+}
+
+static void on_line(uint32_t r, const char *line, size_t len, uint64_t t_ns, double t) {
+    if (len && line[len - 1] == '\r')
+        len--;
+    uint64_t sid, seq, ns;
+    if (!parse_stamp(line, len, &sid, &seq, &ns)) {
+        if (memchr(line, '|', len) && running)
+            garbled++;
+        else
+            other_lines++;
+        return;
+    }
+    on_stamp(r, sid, seq, ns, t_ns, t);
+}
+
+/* Client i's first frame: it is ready (and asks to join its room).  -1 if it is closed. */
+static int ws_ready(uint32_t i) {
+    conn_t *c = &conns[i];
+    if (c->state >= READY)
+        return 0;
+    c->state = READY;
+    ready++;
+    return opt.rooms ? join_room(i) : 0;
+}
+
+/*
+ * Scan len bytes of a data frame's payload for stamps, wherever they are.
+ * Unless the frame ends here (done), a `|` too near the end to hold a whole
+ * stamp may start one: scanning stops there, and that is returned (the
+ * caller keeps the bytes from there on); else the end.
+ */
+static const char *ws_scan(uint32_t r, const char *p, size_t len, int done, uint64_t t_ns,
+                           double t) {
+    conn_t *c = &conns[r];
+    const char *end = p + len, *bar;
+    uint64_t sid, seq, ns;
+    while (p < end && (bar = memchr(p, '|', (size_t)(end - p)))) {
+        c->fseen |= SEEN_BAR;
+        if (end - bar < STAMP_LEN) {
+            if (!done)
+                return bar;
+            break;
+        }
+        if (parse_stamp_at(bar, &sid, &seq, &ns)) {
+            on_stamp(r, sid, seq, ns, t_ns, t);
+            c->fseen |= SEEN_STAMP;
+            p = bar + STAMP_LEN;
+        } else {
+            p = bar + 1;
+        }
+    }
+    return end;
+}
+
+/* A data frame ended: one without a stamp is counted (garbled, if it had a `|`). */
+static void ws_frame_end(uint32_t r) {
+    conn_t *c = &conns[r];
+    if (!(c->fseen & SEEN_STAMP)) {
+        if ((c->fseen & SEEN_BAR) && running)
+            garbled++;
+        else
+            other_lines++;
+    }
+    c->in_data = 0;
+}
+
+/* A whole control frame: a ping is answered, a close answered and the connection closed. */
+static void ws_control(uint32_t i, int opcode, const char *payload, size_t len) {
+    switch (opcode) {
+    case 0x8: /* close: answer with its status code, then close */
+        ws_closed++;
+        ws_send(i, 0x8, payload, len < 2 ? 0 : 2);
+        conn_close(i, 1);
+        break;
+    case 0x9: /* ping */
+        ws_pings++;
+        ws_send(i, 0xA, payload, len);
+        break;
+    case 0xA: /* pong */
+        break;
+    default: /* reserved: fail the connection (RFC 6455, 5.2) */
+        ws_bad++;
+        conn_close(i, 1);
+        break;
+    }
+}
+
+/*
+ * WebSocket client i is readable: the 101 answer, then frames.  A data
+ * frame's payload is scanned as it comes, whatever its size: only a
+ * stamp's first bytes (under STAMP_LEN), an unfinished header or control
+ * frame, or an unfinished 101 answer are kept across reads.
+ */
+static void ws_readable(uint32_t i, double t) {
+    conn_t *c = &conns[i];
+    char *buf = readbuf;
+    size_t keep = c->plen;
+    if (keep)
+        memcpy(buf, c->partial, keep);
+    ssize_t n = read(c->fd, buf + keep, READ_CAP);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        conn_close(i, 1);
+        return;
+    }
+    bytes_in += (uint64_t)n;
+    last_byte = t;
+    uint64_t t_ns = now_ns();
+    char *p = buf, *end = buf + keep + n, *kept = NULL;
+    size_t carry = c->in_data ? keep : 0; /* payload bytes kept, already off fleft */
+    if (!c->upgraded) {
+        char *head_end = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
+        if (!head_end) {
+            if (end - p > WS_PARTIAL_CAP) {
+                ws_refused++;
+                conn_close(i, 0);
+                return;
+            }
+            kept = p;
+        } else if (end - p < 12 || memcmp(p, "HTTP/1.1 101", 12)) {
+            ws_refused++;
+            conn_close(i, 0);
+            return;
+        } else {
+            c->upgraded = 1;
+            p = head_end + 4;
+        }
+    }
+    while (!kept && c->fd >= 0 && p < end) {
+        if (c->in_data) {
+            size_t fresh = (size_t)(end - p) - carry;
+            size_t take = c->fleft < fresh ? (size_t)c->fleft : fresh;
+            c->fleft -= take;
+            size_t len = carry + take;
+            carry = 0;
+            const char *stop = ws_scan(i, p, len, c->fleft == 0, t_ns, t);
+            if (c->fleft == 0) {
+                ws_frame_end(i);
+                p += len;
+                continue;
+            }
+            kept = (char *)stop; /* (p + len == end: the frame goes on in a later read) */
+            break;
+        }
+        const unsigned char *h = (const unsigned char *)p;
+        size_t avail = (size_t)(end - p), head = 2;
+        if (avail < 2) {
+            kept = p;
+            break;
+        }
+        uint64_t len = h[1] & 0x7f;
+        if (len == 126) {
+            head = 4;
+            if (avail < head) {
+                kept = p;
+                break;
+            }
+            len = (uint64_t)h[2] << 8 | h[3];
+        } else if (len == 127) {
+            head = 10;
+            if (avail < head) {
+                kept = p;
+                break;
+            }
+            len = 0;
+            for (int k = 2; k < 10; k++)
+                len = len << 8 | h[k];
+        }
+        int opcode = h[0] & 0x0f;
+        if ((h[1] & 0x80) || (opcode >= 0x8 && len > 125) || (opcode > 0x2 && opcode < 0x8)) {
+            /* a masked frame (a server never masks), a long control frame, a reserved opcode */
+            ws_bad++;
+            conn_close(i, 1);
+            return;
+        }
+        if (ws_ready(i) < 0)
+            return;
+        if (opcode >= 0x8) {
+            if (avail < head + len) {
+                kept = p;
+                break;
+            }
+            ws_control(i, opcode, p + head, (size_t)len);
+            p += head + len;
+            continue;
+        }
+        c->in_data = 1;
+        c->fleft = len;
+        c->fseen = 0;
+        p += head;
+        if (len == 0)
+            ws_frame_end(i);
+    }
+    if (c->fd < 0)
+        return;
+    size_t rest = kept ? (size_t)(end - kept) : 0;
+    if (rest && !c->partial && !(c->partial = malloc(WS_PARTIAL_CAP)))
+        die("malloc");
+    if (rest)
+        memmove(c->partial, kept, rest);
+    c->plen = (uint16_t)rest;
 }
 
 static void on_readable(uint32_t i, double t) {
@@ -500,9 +836,15 @@ static void on_event(struct epoll_event *ev, double t) {
         c->state = CONNECTED;
         struct epoll_event mod = {.events = EPOLLIN, .data.u32 = i};
         epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &mod);
+        if (c->ws && ws_handshake(i) < 0)
+            return;
     }
-    if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        on_readable(i, t);
+    if (ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        if (c->ws)
+            ws_readable(i, t);
+        else
+            on_readable(i, t);
+    }
     if (c->fd >= 0 && c->sid >= 0 && (ev->events & EPOLLOUT))
         flush_sender(&senders[c->sid]);
 }
@@ -528,7 +870,8 @@ static int poll_once(int timeout_ms) {
 
 /* ---- phases ---- */
 
-static void connect_all(const struct sockaddr_in *addrs, double *t_first, double *t_last) {
+static void connect_all(const struct sockaddr_in *addrs, const struct sockaddr_in *ws_addr,
+                        double *t_first, double *t_last) {
     double t0 = now_s(), progress_at = t0;
     int resolved_before = 0;
     *t_first = t0;
@@ -555,7 +898,7 @@ static void connect_all(const struct sockaddr_in *addrs, double *t_first, double
         if (opt.connect_window > 0 && may > opt.connect_window - pending)
             may = opt.connect_window - pending;
         for (int k = 0; k < may && !fd_limit_hit; k++)
-            if (open_one(addrs) < 0)
+            if (open_one(addrs, ws_addr) < 0)
                 break;
         poll_once(opened < opt.clients ? 1 : 10);
     }
@@ -647,7 +990,8 @@ static void usage(void) {
             "  [--mode idle|flood|rate] [--senders S] [--rate MSG_PER_S] [--batch K]\n"
             "  [--window W] [--size BYTES] [--duration S] [--connect-rate C]\n"
             "  [--connect-window K] [--connect-timeout S] [--settle S] [--drain S]\n"
-            "  [--limit S] [--per-sender] [--rooms R]\n");
+            "  [--limit S] [--per-sender] [--rooms R] [--send-only]\n"
+            "  [--ws-port W [--ws-path /ws] [--tcp-clients K]]\n");
     exit(64);
 }
 
@@ -659,7 +1003,8 @@ static void parse_args(int argc, char **argv) {
         {"connect-rate", 1, 0, 'c'},  {"connect-window", 1, 0, 'k'}, {"connect-timeout", 1, 0, 't'},
         {"settle", 1, 0, 'q'},        {"drain", 1, 0, 'D'},          {"limit", 1, 0, 'L'},
         {"per-sender", 0, 0, 'P'},    {"rooms", 1, 0, 'R'},          {"ports", 1, 0, 'o'},
-        {"batch", 1, 0, 'B'},         {0, 0, 0, 0}};
+        {"batch", 1, 0, 'B'},         {"ws-port", 1, 0, 'W'},        {"ws-path", 1, 0, 'U'},
+        {"tcp-clients", 1, 0, 'T'},   {"send-only", 0, 0, 'S'},      {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (ch) {
@@ -694,6 +1039,10 @@ static void parse_args(int argc, char **argv) {
             }
             break;
         case 'B': opt.batch = atoi(optarg); break;
+        case 'W': opt.ws_port = atoi(optarg); break;
+        case 'U': opt.ws_path = optarg; break;
+        case 'T': opt.tcp_clients = atoi(optarg); break;
+        case 'S': opt.send_only = 1; break;
         default: usage();
         }
     }
@@ -705,6 +1054,9 @@ static void parse_args(int argc, char **argv) {
     if (opt.clients < 1 || opt.window < 1 || opt.batch < 1 || opt.batch > 1000 ||
         opt.window > 1 << 20 || opt.size < 16 || opt.size > 4000 || opt.rate <= 0 ||
         opt.duration < 0 || opt.limit <= 0 || opt.rooms < 0 || opt.rooms > opt.clients)
+        usage();
+    if (opt.ws_port < 0 || opt.ws_port > 65535 || opt.tcp_clients < 0 ||
+        opt.ws_path[0] != '/' || strpbrk(opt.ws_path, " \r\n") || strlen(opt.ws_path) > 200)
         usage();
     if (opt.mode == IDLE)
         opt.senders = 0;
@@ -729,7 +1081,11 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    struct sockaddr_in addrs[MAX_PORTS];
+    rng_state ^= now_ns() ^ (uint64_t)getpid() << 32;
+    struct sockaddr_in addrs[MAX_PORTS], ws_addr = {.sin_family = AF_INET,
+                                                    .sin_port = htons((uint16_t)opt.ws_port)};
+    if (inet_pton(AF_INET, opt.host, &ws_addr.sin_addr) != 1)
+        usage();
     for (int k = 0; k < nports; k++) {
         addrs[k] = (struct sockaddr_in){.sin_family = AF_INET,
                                         .sin_port = htons((uint16_t)ports[k])};
@@ -738,7 +1094,7 @@ int main(int argc, char **argv) {
     }
     conns = calloc((size_t)opt.clients, sizeof *conns);
     room_rx = calloc((size_t)member_step(), sizeof *room_rx);
-    readbuf = malloc(READ_CAP + PARTIAL_CAP);
+    readbuf = malloc(READ_CAP + WS_PARTIAL_CAP);
     if (!conns || !room_rx || !readbuf)
         die("malloc");
     for (int i = 0; i < opt.clients; i++)
@@ -747,7 +1103,7 @@ int main(int argc, char **argv) {
         die("epoll_create1");
 
     double t_first, t_last;
-    connect_all(addrs, &t_first, &t_last);
+    connect_all(addrs, &ws_addr, &t_first, &t_last);
     double connect_s = t_last - t_first;
     printf("phase connected ready=%d failed=%d opened=%d\n", ready, failed, opened);
     fflush(stdout);
@@ -777,6 +1133,11 @@ int main(int argc, char **argv) {
             if (!s->out || !s->ring)
                 die("malloc");
             conns[i].sid = nsenders++;
+            if (opt.send_only) { /* a sender only: not a receiver */
+                conns[i].rx = 0;
+                alive_rx--;
+                room_rx[room_of((uint32_t)i)]--;
+            }
         }
     }
     printf("phase start receivers=%d senders=%d rooms=%d\n", alive_rx, nsenders, opt.rooms);
@@ -787,7 +1148,7 @@ int main(int argc, char **argv) {
         while (now_s() - t_run < opt.duration)
             poll_once(50);
         t_stop = now_s();
-    } else if (nsenders > 0 && alive_rx > 1) {
+    } else if (nsenders > 0 && alive_rx > (opt.send_only ? 0 : 1)) {
         run();
     } else {
         t_run = t_stop = now_s();
@@ -835,7 +1196,7 @@ int main(int argc, char **argv) {
            "sent=%llu sent_per_s=%.1f expected=%llu delivered=%llu deliveries_per_s=%.1f "
            "lost=%llu reordered=%llu garbled=%llu stray=%llu misrouted=%llu other_lines=%llu "
            "overlong=%llu skipped=%llu stalls=%llu bytes_in=%llu gen_cpu=%.3f lat_p50_us=%.1f "
-           "lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f lat_max_us=%.1f\n",
+           "lat_p90_us=%.1f lat_p99_us=%.1f lat_p999_us=%.1f lat_max_us=%.1f",
            opt.clients, opened, ready, failed, held, dropped, fd_limit_hit, connect_s,
            connect_s > 0 ? ready / connect_s : 0.0, alive_rx + dropped, nsenders, opt.rooms, span,
            (unsigned long long)sent, sent / span, (unsigned long long)expected,
@@ -845,6 +1206,11 @@ int main(int argc, char **argv) {
            (unsigned long long)skipped, (unsigned long long)stalls, (unsigned long long)bytes_in,
            gen_cpu, percentile_us(0.50), percentile_us(0.90), percentile_us(0.99),
            percentile_us(0.999), lat_n ? lat_max / 1000.0 : -1.0);
+    if (opt.ws_port)
+        printf(" ws_clients=%d ws_refused=%llu ws_closed=%d ws_pings=%llu ws_bad=%llu",
+               ws_opened, (unsigned long long)ws_refused, ws_closed,
+               (unsigned long long)ws_pings, (unsigned long long)ws_bad);
+    printf("\n");
     fflush(stdout);
     /* Abortive close: no TIME_WAIT pile-up over many runs. */
     struct linger lg = {1, 0};

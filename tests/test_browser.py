@@ -228,6 +228,7 @@ def test_two_browsers_and_nc_in_one_room(tmp_path: Path, pages: list[Page]) -> N
         carol.say("anyone in dev?")
         alice.say("/join dev")
         alice.expect("you are now in #dev")
+        alice.expect("carol anyone in dev?")  # (from #dev's history: said before alice came)
         carol.expect("alice came from #lobby")
         alice.say("here")
         carol.expect("alice here")
@@ -257,17 +258,24 @@ def test_two_browsers_and_nc_in_one_room(tmp_path: Path, pages: list[Page]) -> N
         alice.wait(lambda: alice.status() == "reconnecting", "the reconnecting state")
         assert "reconnecting" in alice.text_of("status")
         server = _serve(tmp_path, chat, web)
+        # Said on the new server, likely before the pages are back: they get
+        # it from the history (the room's numbers started again at 1).
+        early = Peer("nc", chat, tmp_path)
+        early.say("said while you were away")
+        early.expect("* you are guest1; /nick NAME changes it, /help lists the commands")
         alice.wait(lambda: alice.status() == "open", "alice reconnected")
         carol.wait(lambda: carol.status() == "open", "carol reconnected")
         # Each takes its name again and goes back to its room.
         alice.wait(lambda: alice.text_of("me") == "alice", "alice named alice again")
         carol.wait(lambda: carol.text_of("room-title") == "#dev", "carol back in #dev")
+        alice.expect("said while you were away")
         nc2 = Peer("nc", chat, tmp_path)
         nc2.say("after the restart")
         alice.expect("after the restart")
         alice.say("back again")
         nc2.expect("<alice> back again")
         nc2.process.stop()
+        early.process.stop()
     finally:
         if nc is not None:
             nc.process.stop()
@@ -275,7 +283,11 @@ def test_two_browsers_and_nc_in_one_room(tmp_path: Path, pages: list[Page]) -> N
 
 
 def test_the_page_logs_in(tmp_path: Path, pages: list[Page]) -> None:
-    """On a server with --auth the page asks for a login, and hides the password."""
+    """
+    On a server with --auth the page asks for a login and hides the
+    password; kicked, it stays out (no reconnecting by itself) until the
+    person asks, and then asks for the login again.
+    """
     chat, web = free_port(), free_port()
     process, _ = start_twistd(
         tmp_path,
@@ -286,7 +298,9 @@ def test_the_page_logs_in(tmp_path: Path, pages: list[Page]) -> None:
         "--web",
         f"tcp:{web}:interface=127.0.0.1",
         "--auth",
-        "memory:alice:wonderland",
+        "memory:alice:wonderland:boss:pw",
+        "--op",
+        "boss",
     )
     try:
         page = Page(f"http://127.0.0.1:{web}/")
@@ -303,5 +317,20 @@ def test_the_page_logs_in(tmp_path: Path, pages: list[Page]) -> None:
         page.wait(lambda: page.text_of("me") == "alice", "logged in as alice")
         assert not page.driver.find_element(By.ID, "login-form").is_displayed()
         assert "wonderland" not in "\n".join(page.lines())
+
+        boss = Peer("nc", chat, tmp_path)
+        boss.say("/login boss pw")
+        boss.expect("* you are boss; /nick NAME changes it, /help lists the commands")
+        boss.say("/kick alice enough")
+        page.expect("you were kicked by boss: enough")
+        page.wait(lambda: page.status() == "closed", "the closed state")
+        assert page.driver.find_element(By.ID, "reconnect").is_displayed()
+        assert "reconnecting" not in page.text_of("status")
+        page.driver.find_element(By.ID, "reconnect").click()
+        page.wait(
+            lambda: page.driver.find_element(By.ID, "login-form").is_displayed(),
+            "the login form again (the kept login was dropped)",
+        )
+        boss.process.stop()
     finally:
         process.stop()

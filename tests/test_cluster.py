@@ -360,3 +360,28 @@ def test_history_and_topics_survive_a_restart_of_everything(
     bob.expect("* the topic of #dev: release on Friday")
     bob.expect("[history] <alice> the build is green")
     alice.close()
+
+
+def test_a_browser_on_one_node_and_nc_on_another(cluster: Cluster) -> None:
+    """A WebSocket client of one node and a TCP client of another share a room."""
+    pytest.importorskip("autobahn")
+    from tests.test_web_sockets import WebSocket
+
+    web_node, _ = cluster.start("--web", "tcp:0:interface=127.0.0.1")
+    match = web_node.wait_for_output(r"web page and WebSocket on http://127\.0\.0\.1:(\d+)/")
+    web = int(match.group(1))
+    _, port = cluster.start()
+    browser = WebSocket(socket.create_connection(("127.0.0.1", web)), f"127.0.0.1:{web}")
+    # (A client waits for the handshake's answer before it sends: RFC 6455, 4.1.)
+    assert browser.event("you")["change"] == "welcome"
+    browser.say("/nick webby")
+    assert browser.event("you")["name"] == "webby"
+    bob = named(port, "bob")
+    assert browser.event("presence")["name"] in ("guest2", "bob")
+    bob.send("hello across nodes")
+    message = browser.event("message")
+    assert (message["sender"], message["lines"]) == ("bob", ["hello across nodes"])
+    browser.say("hi bob")
+    bob.expect("<webby> hi bob")
+    browser.sock.close()
+    bob.expect("* webby left (disconnected)")

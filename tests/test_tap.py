@@ -444,6 +444,11 @@ class WebOptionsTests(SynchronousTestCase):
         self.assertRefused(["--web", "nonsense:1"], "--web: bad endpoint 'nonsense:1'")
         self.assertRefused(["--web-origin", "https://a.example"], "there is no --web page")
         self.assertRefused(["--web", "tcp:0", "--web-origin", "a.example"], "is not an origin")
+        for origin, why in (
+            ("https://a.example/chat", "without a path"),
+            ("https://*.example.com", "no * in it"),
+        ):
+            self.assertRefused(["--web", "tcp:0", "--web-origin", origin], why)
         self.assertRefused(["--web", "tcp:0", "--classic"], "--classic and --once have no rooms")
 
     def test_any_origin(self) -> None:

@@ -42,7 +42,7 @@ from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.core.session import BadLine
 from twisted_tcpchat.frontends.jsonevents import event_data, json_text
 from twisted_tcpchat.frontends.tcp import ChatFactory
-from twisted_tcpchat.frontends.web import HTTP_IDLE, lines_of, same_origin, web_site
+from twisted_tcpchat.frontends.web import HTTP_IDLE, HTTP_LIFETIME, lines_of, same_origin, web_site
 
 HOST = "chat.example:8080"
 PAGE = f"http://{HOST}"
@@ -364,14 +364,29 @@ class PageTests(WebTestCase):
 
     def test_idle_http_connection_is_closed(self) -> None:
         """A connection that asks for nothing is closed after HTTP_IDLE seconds."""
+        self.assertLess(HTTP_LIFETIME, HTTP_IDLE)
         client = _Bytes()
         pump = _plug(self.site, self.clock, client, _address(0))
-        self.clock.advance(HTTP_IDLE - 1)
+        self.clock.advance(HTTP_LIFETIME - 1)
         pump.flush()
         self.assertFalse(client.lost)
         self.clock.advance(2)
         pump.flush()
         self.assertTrue(client.lost)
+        self.assertEqual(self.site.waiting, {})
+
+    def test_trickling_request_is_closed_too(self) -> None:
+        """A request sent a byte at a time, each within HTTP_IDLE, still ends at HTTP_LIFETIME."""
+        client = _Bytes()
+        pump = _plug(self.site, self.clock, client, _address(0))
+        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * HTTP_LIFETIME:
+            if client.lost:
+                break
+            pump.clientIO.write(bytes([byte]))
+            pump.flush()
+            self.clock.advance(1)
+        self.assertTrue(client.lost)
+        self.assertEqual(self.site.waiting, {})
 
     def test_nothing_else(self) -> None:
         self.assertTrue(self.get("/etc/passwd").startswith(b"HTTP/1.1 404"))
@@ -536,6 +551,11 @@ class OriginTests(WebTestCase):
         self.assertIn("http://evil.example", refusals[0])
         self.assertIn("--web-origin", refusals[0])
 
+    def test_default_ports_are_the_same_origin(self) -> None:
+        """--web-origin https://x:443 is the page browsers call https://x."""
+        self.site = web_site(self.server, self.clock, ["https://other.example:443/"])
+        self.assertEqual(self.browser(origin="https://Other.Example").reader.status, 101)
+
     def test_web_origin_allows_another_page(self) -> None:
         self.site = web_site(self.server, self.clock, ["https://other.example"])
         self.assertEqual(self.browser(origin="https://other.example").reader.status, 101)
@@ -548,12 +568,13 @@ class RulesTests(WebTestCase):
     """The same rules as TCP: limits, bans, logins, operators."""
 
     def test_server_full(self) -> None:
+        """Past --max-clients a connection is closed before HTTP: the page tries again later."""
         self.make(ChatConfig(max_clients=1))
         self.browser().events()
-        second = self.browser()
-        self.assertEqual(second.texts(), ["error: server full (1 clients); try again later"])
-        assert second.close is not None
-        self.assertEqual(second.close.close_code, 1000)
+        logged = tcpchat_log(self)
+        self.assertIsNone(self.site.buildProtocol(_address(99)))  # (Twisted closes it)
+        self.assertEqual(self.server.client_count, 1)
+        self.assertEqual(len([line for line in logged if "server full" in line]), 1, logged)
 
     def test_per_address_limit(self) -> None:
         self.make(ChatConfig(per_address=1, exempt=()))
@@ -561,13 +582,16 @@ class RulesTests(WebTestCase):
         self.browser(address=same).events()
         again = self.browser(address=IPv4Address("TCP", "198.51.100.9", 5001))
         self.assertEqual(len(again.texts()), 1)
-        self.assertIsNotNone(again.close)
+        assert again.close is not None
+        self.assertEqual(again.close.close_code, 1013)  # (try again later)
         self.assertEqual(self.server.client_count, 1)
 
     def test_deny_list(self) -> None:
         self.make(ChatConfig(deny=("192.0.2.0/24",)))
         refused = self.browser()
         self.assertEqual(refused.texts(), ["error: your address is not allowed on this server"])
+        assert refused.close is not None
+        self.assertEqual(refused.close.close_code, 4003)  # (refused: the page does not retry)
 
     def test_flood_is_paced_then_cut_off(self) -> None:
         """A browser that floods is paced like a TCP client, then cut off past the queue."""
@@ -638,7 +662,7 @@ class RulesTests(WebTestCase):
         self.server.shut_down()
         self.assertEqual(alice.texts(), ["text: server shutting down"])
         assert alice.close is not None
-        self.assertEqual(alice.close.close_code, 1000)
+        self.assertEqual(alice.close.close_code, 1001)  # (going away: the page comes back)
 
     def test_quit_says_goodbye_and_closes(self) -> None:
         alice, bob = self.browser(), self.browser()
@@ -657,3 +681,112 @@ class RulesTests(WebTestCase):
         alice.write(wsframes.frame(b"\x03\xe8", opcode=wsframes.CLOSE))
         self.assertEqual(bob.texts(), ["* guest1 left"])
         self.assertTrue(any("closed by the client (1000)" in line for line in logged), logged)
+
+
+class HostileInputTests(WebTestCase):
+    """What no browser sends: each gets a clear answer, and nobody else notices."""
+
+    def test_pings_are_answered_only_while_the_client_reads(self) -> None:
+        alice = self.browser()
+        alice.events()
+        alice.write(wsframes.frame(b"are you there", opcode=wsframes.PING))
+        pongs = [f for f in alice.frames if f.opcode == wsframes.PONG]
+        self.assertEqual([f.payload for f in pongs], [b"are you there"])
+        connection = next(iter(self.server.sessions)).connection
+        connection._queue.pauseProducing()  # (Twisted: the client stopped reading)
+        before = len(connection.transport.stream) if hasattr(connection.transport, "stream") else 0
+        alice.write(b"".join(wsframes.frame(b"x" * 100, opcode=wsframes.PING) for _ in range(50)))
+        pongs = [f for f in alice.frames if f.opcode == wsframes.PONG]
+        self.assertEqual(len(pongs), 1, "no pong piles up for a client that does not read")
+        self.assertGreaterEqual(before, 0)
+
+    def test_a_request_body_is_refused_before_it_is_read(self) -> None:
+        logged = tcpchat_log(self)
+        client = _Bytes()
+        pump = _plug(self.site, self.clock, client, _address(0))
+        pump.clientIO.write(
+            f"POST /ws HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 300000000\r\n\r\n".encode()
+        )
+        pump.flush()
+        self.assertTrue(client.lost)
+        self.assertEqual(len([line for line in logged if "a request with a body" in line]), 1)
+
+    def test_a_lone_surrogate_is_refused_with_one_error(self) -> None:
+        alice, bob = self.browser(), self.browser()
+        alice.events()
+        bob.events()
+        alice.write(wsframes.frame(b'{"type": "line", "text": "hidden \\ud800 line"}'))
+        self.assertEqual(alice.texts(), ["error: that text is not valid Unicode; not delivered"])
+        self.assertEqual(bob.texts(), [])
+
+    def test_server_header_names_no_library(self) -> None:
+        alice = self.browser()
+        self.assertIn(b"server: tcpchat\r\n", alice.reader.response.lower())
+
+    def test_head_has_no_body_and_no_warning(self) -> None:
+        troubles = troubles_logged(self)
+        client = _Bytes()
+        pump = _plug(self.site, self.clock, client, _address(0))
+        pump.clientIO.write(f"HEAD / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        pump.flush()
+        head, _, body = client.data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertEqual(body, b"")
+        self.assertNotIn(b"content-length: 0", head.lower())
+        self.assertEqual(troubles, [])
+
+    def test_ws_without_upgrade_is_a_plain_refusal(self) -> None:
+        """No status page, and none of its ?redirect= (an open redirect)."""
+        answer = self.get("/ws?redirect=https%3A%2F%2Fevil.example")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 4"), answer[:40])
+        self.assertNotIn(b"evil.example", answer)
+        self.assertNotIn(b"Autobahn", answer)
+
+    def test_null_origin_is_refused_and_logged(self) -> None:
+        logged = tcpchat_log(self)
+        page = self.browser(origin="null")
+        self.assertEqual(page.reader.status, 403)
+        self.assertEqual(len([line for line in logged if "refused" in line]), 1, logged)
+
+    def test_oversized_message_is_logged_with_why(self) -> None:
+        self.make(ChatConfig(max_line=100, max_unterminated=200))
+        logged = tcpchat_log(self)
+        alice = self.browser()
+        alice.events()
+        alice.write(wsframes.frame(b"x" * 201))
+        self.clock.advance(2)
+        alice.events()
+        ended = [line for line in logged if "disconnected" in line]
+        self.assertEqual(len(ended), 1, logged)
+        self.assertIn("1009", ended[0])
+
+
+class CloseCodeTests(WebTestCase):
+    """The close code says why a session ended, so the page knows whether to come back."""
+
+    def test_quit_flood_kick(self) -> None:
+        checker = InMemoryUsernamePasswordDatabaseDontUse(boss=b"pw", web=b"pw")
+        self.make(
+            ChatConfig(operators=("boss",), flood_rate=1, flood_burst=1, flood_queue=2, exempt=()),
+            checkers=[checker],
+        )
+        quitter = self.browser()
+        quitter.say("/quit")
+        assert quitter.close is not None
+        self.assertEqual(quitter.close.close_code, 1000)
+
+        flooder = self.browser()
+        flooder.write(b"".join(wsframes.line(f"/help {i}") for i in range(10)))
+        assert flooder.close is not None
+        self.assertEqual(flooder.close.close_code, 1008)
+
+        boss = Client(self.tcp, IPv4Address("TCP", "198.51.100.1", 4000))
+        boss.send("/login boss pw")
+        kicked = self.browser()
+        kicked.say("/login web pw")
+        kicked.events()
+        boss.send("/kick web go")
+        self.clock.advance(2)  # (boss is paced too: one line a second)
+        self.assertIn("notice: you were kicked by boss: go", kicked.texts())
+        assert kicked.close is not None
+        self.assertEqual(kicked.close.close_code, 4001)

@@ -10,7 +10,6 @@ import os
 import socket
 from importlib.util import find_spec
 from typing import cast
-from urllib.parse import urlsplit
 
 from twisted.cred import strcred
 from twisted.cred.credentials import IUsernamePassword
@@ -416,13 +415,12 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             raise usage.UsageError(WEB_INSTALL_HINT)
         for description in self["web"]:
             _check_endpoint("web", description, reactor)
+        from twisted_tcpchat.frontends.web import origin_problem
+
         for origin in self["web-origins"]:
-            parts = urlsplit(origin)
-            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc):
-                raise usage.UsageError(
-                    f"--web-origin: {origin!r} is not an origin like https://chat.example.com "
-                    "(or *)"
-                )
+            problem = origin_problem(origin)
+            if problem is not None:
+                raise usage.UsageError(f"--web-origin: {origin!r} {problem}")
 
     def _check_redis(self) -> None:
         workers = self["workers"] = _integer("workers", self["workers"], 1, 256)

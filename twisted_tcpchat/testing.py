@@ -14,7 +14,7 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from twisted_tcpchat.core.events import Event
-from twisted_tcpchat.core.interfaces import IConnection, IParticipant
+from twisted_tcpchat.core.interfaces import Ending, IConnection, IParticipant
 from twisted_tcpchat.frontends.render import text_of
 
 
@@ -73,6 +73,8 @@ class RecordingConnection:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.closed: str | None = None
+        #: Why it was closed (see L{Ending}), when the session said.
+        self.ending: Ending | None = None
         self.paused = False
 
     def send(self, event: Event) -> None:
@@ -81,9 +83,10 @@ class RecordingConnection:
         if self.closed is None:
             self.events.append(event)
 
-    def close(self) -> None:
+    def close(self, ending: Ending | None = None) -> None:
         if self.closed is None:
             self.closed = "closed"
+            self.ending = ending
 
     def abort(self) -> None:
         self.closed = "aborted"

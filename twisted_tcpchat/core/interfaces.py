@@ -13,6 +13,7 @@ Redis-backed directory).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,27 @@ class IParticipant(Interface):
         """
 
 
+class Ending(enum.Enum):
+    """
+    Why the server closed a session, for a front end that tells its client
+    apart from the text (a WebSocket's close code: the page reconnects by
+    itself after a restart, not after a kick).
+    """
+
+    #: The client asked: /quit, the exit word, the end of its input, served once.
+    QUIT = "quit"
+    #: The server is stopping: it may be back soon.
+    SHUTDOWN = "shutdown"
+    #: Refused for now: the server is full, too many from the address.
+    BUSY = "busy"
+    #: Refused: the address is banned or not allowed.
+    REFUSED = "refused"
+    #: Removed by an operator: a kick, a ban.
+    REMOVED = "removed"
+    #: Ended by the server's rules: flooding, idle, a line without end ...
+    ENDED = "ended"
+
+
 class IConnection(Interface):
     """
     One client's link, as its session sees it: events out, reading paused
@@ -55,10 +77,12 @@ class IConnection(Interface):
     def send(event: Event) -> None:
         """Render C{event} for this client and send it."""
 
-    def close() -> None:
+    def close(ending: Ending | None = None) -> None:
         """
         Close after what was sent is flushed; a peer that does not take it
         within the grace time is cut off.  Sending after this does nothing.
+        C{ending} says why, for a front end that can tell its client (a
+        WebSocket's close code).
         """
 
     def abort() -> None:

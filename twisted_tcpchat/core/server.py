@@ -110,11 +110,13 @@ class ChatServer:
         from its address), or open its session and greet it.
         """
         session = Session(self, connection, peer)
-        refusal = self._refusal(peer)
-        if refusal is None:
-            refusal = self.admission.admit(peer.host, self.clock.seconds())
-        if refusal is not None:
-            session.refuse(refusal)
+        unwelcome = self.unwelcome(peer.host)
+        if unwelcome is not None:
+            session.refuse(unwelcome)
+            return session
+        busy = self._busy(peer)
+        if busy is not None:
+            session.refuse(busy, later=True)
             return session
         self.sessions.add(session)
         session.greet()
@@ -129,14 +131,11 @@ class ChatServer:
             return "your address is not allowed on this server"
         return self.directory.banned(host)
 
-    def _refusal(self, peer: Peer) -> str | None:
-        """Why a client may not come in (before it is counted), or None."""
-        unwelcome = self.unwelcome(peer.host)
-        if unwelcome is not None:
-            return unwelcome
+    def _busy(self, peer: Peer) -> str | None:
+        """Why a welcome client may not come in now (full, too many from its address), or None."""
         if len(self.sessions) >= self.max_clients:
             return f"server full ({self.max_clients} clients); try again later"
-        return None
+        return self.admission.admit(peer.host, self.clock.seconds())
 
     def session_ended(self, session: Session) -> None:
         """A session is over; forget it (if it was ever admitted)."""

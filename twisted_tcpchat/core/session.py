@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from twisted_tcpchat.core.commands import Context
 from twisted_tcpchat.core.events import Error, Event, Notice, Text
-from twisted_tcpchat.core.interfaces import IConnection, IParticipant
+from twisted_tcpchat.core.interfaces import Ending, IConnection, IParticipant
 from twisted_tcpchat.core.limits import TokenBucket
 from twisted_tcpchat.core.login import LoginGate, redact
 from twisted_tcpchat.core.pacing import FloodPacer
@@ -164,6 +164,7 @@ class Session:
         "_pacer",
         "address",
         "connection",
+        "ending",
         "name",
         "peer",
         "phase",
@@ -185,6 +186,8 @@ class Session:
         self._active_at = server.clock.seconds()
         self._login: LoginGate | None = None
         self._pacer: FloodPacer | None = None
+        #: Why the server closed it, once it did.
+        self.ending: Ending | None = None
         if not server.admission.is_exempt(peer.host):
             config = server.config
             bucket = TokenBucket(config.flood_rate, config.flood_burst, self._active_at)
@@ -215,16 +218,20 @@ class Session:
 
     def disconnect(self, reason: str) -> None:
         if self.is_open:
-            self._close(f"disconnected ({reason})")
+            self._close(f"disconnected ({reason})", Ending.REMOVED)
 
     # events from the front end
 
-    def refuse(self, error: str) -> None:
-        """The server will not take this client: one line, then close."""
+    def refuse(self, error: str, later: bool = False) -> None:
+        """
+        The server will not take this client (C{later}: not now, as when
+        it is full): one line, then close.
+        """
         log.info("{peer} refused: error: {error}", peer=str(self.peer), error=error)
         self.connection.send(Error(error))
         self._move(Phase.CLOSING)
-        self.connection.close()
+        self.ending = Ending.BUSY if later else Ending.REFUSED
+        self.connection.close(self.ending)
 
     def greet(self) -> None:
         """Send the greeting, then let the client in (or ask it to log in)."""
@@ -308,7 +315,7 @@ class Session:
         if self.is_open:
             self._leave_chat("server shutting down")
             self.connection.send(Text(notice))
-            self._close("disconnected: server shutting down")
+            self._close("disconnected: server shutting down", Ending.SHUTDOWN)
 
     def input_ended(self) -> None:
         """
@@ -319,7 +326,7 @@ class Session:
         if self.is_open and not (self._pacer is not None and self._pacer.waiting):
             self._leave_chat("disconnected")
             self.connection.send(Text("Goodbye."))
-            self._close("disconnected (closed by the client)")
+            self._close("disconnected (closed by the client)", Ending.QUIT)
 
     def ended(self, why: str) -> None:
         """The connection is gone; C{why} says how, for the log."""
@@ -450,7 +457,7 @@ class Session:
             self._log_line(text, size)
             if self.server.config.once:
                 self.connection.send(Text(f"Received {size} bytes. Goodbye."))
-                self._close("was served once")
+                self._close("was served once", Ending.QUIT)
             else:
                 self.server.classic.message(self, str(self.peer), text, size)
 
@@ -549,7 +556,7 @@ class Session:
             return
         self._leave_chat(reason)
         self.connection.send(Text("Goodbye."))
-        self._close(what)
+        self._close(what, Ending.QUIT)
 
     def end(self, reason: str, error: str, what: str) -> None:
         """The server ends the session: leave the chat, tell the client why, close."""
@@ -557,21 +564,22 @@ class Session:
             return
         self._leave_chat(reason)
         self.connection.send(Error(error))
-        self._close(what)
+        self._close(what, Ending.ENDED)
 
     def _leave_chat(self, reason: str) -> None:
         if self.phase is Phase.CHAT:
             self.server.directory.leave(self, reason)
 
-    def _close(self, what: str) -> None:
+    def _close(self, what: str, ending: Ending) -> None:
         # what may hold the client's own words (a /quit reason, a kick reason)
         if not self.is_open:
             return
         log.info("{who} {what}", who=str(self), what=escape_controls(what))
         self._move(Phase.CLOSING)
+        self.ending = ending
         if self._pacer is not None:
             self._pacer.stop()
-        self.connection.close()
+        self.connection.close(ending)
 
 
 @functools.lru_cache(maxsize=8)

@@ -31,7 +31,7 @@ from zope.interface import implementer
 from twisted_tcpchat import logs
 from twisted_tcpchat.core.config import ChatConfig
 from twisted_tcpchat.core.events import Event
-from twisted_tcpchat.core.interfaces import IConnection
+from twisted_tcpchat.core.interfaces import Ending, IConnection
 from twisted_tcpchat.core.login import redact
 from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.core.session import BadLine, Line, Peer, Session, too_long
@@ -111,7 +111,7 @@ class _Socket(typing.Protocol):
     def send(self, data: bytes) -> int: ...
 
 
-def _direct_socket(transport: object, flusher: TurnFlusher | None) -> _Socket | None:
+def direct_socket(transport: object, flusher: TurnFlusher | None) -> _Socket | None:
     """
     The socket that writes to C{transport} can go straight to at the end of
     a turn (see L{TurnFlusher}), or None where they cannot: they can on a
@@ -139,6 +139,38 @@ def _unsent(transport: FileDescriptor) -> int:
     accessor for it; L{_direct_socket} checks the attributes are there.)
     """
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+class Gathering(typing.Protocol):
+    """A connection whose writes of a turn a L{TurnFlusher} sends at its end."""
+
+    def send_now(self) -> None: ...
+    def who(self) -> str: ...
+    def abort(self) -> None: ...
+
+
+def send_gathered(out: list[bytes], socket: _Socket, transport: FileDescriptor) -> int:
+    """
+    Send what a connection gathered this turn (see L{TurnFlusher}):
+    straight to its socket if Twisted's buffer is empty, and what the kernel
+    does not take (or all of it, if Twisted still holds older bytes) to
+    Twisted's buffer.  Return the bytes waiting there.
+    """
+    data = b"".join(out)
+    if not _unsent(transport):
+        # What Twisted's writeSomeData does, without its wrappers: Python
+        # retries EINTR, and a full socket buffer raises BlockingIOError.
+        try:
+            sent = socket.send(data)
+        except OSError:
+            # Full (BlockingIOError), or the connection is gone: then
+            # Twisted's own write, below, finds out and ends it as usual.
+            sent = 0
+        if sent == len(data):
+            return 0
+        data = data[sent:]
+    transport.write(data)
+    return _unsent(transport)
 
 
 class TurnFlusher:
@@ -171,7 +203,7 @@ class TurnFlusher:
     def __init__(self, clock: IReactorTime, hold_log: bool = False) -> None:
         self.clock = clock
         self._hold_log = hold_log
-        self._dirty: list[ChatProtocol] = []
+        self._dirty: list[Gathering] = []
         self._call: IDelayedCall | None = None
 
     def begin(self) -> None:
@@ -181,7 +213,7 @@ class TurnFlusher:
             if self._hold_log:
                 logs.hold()
 
-    def add(self, protocol: ChatProtocol) -> None:
+    def add(self, protocol: Gathering) -> None:
         """C{protocol} has something to send at the end of this turn."""
         self._dirty.append(protocol)
         if self._call is None:  # (begin(), without a call for every member)
@@ -212,10 +244,10 @@ class TurnFlusher:
                 logs.release()
 
     @staticmethod
-    def _failed(protocol: ChatProtocol) -> None:
+    def _failed(protocol: Gathering) -> None:
         """Sending to C{protocol} raised: log it and drop that connection."""
         try:
-            peer = str(protocol.peer())
+            peer = protocol.who()
         except Exception:
             peer = "a client"
         log.failure("internal error sending to {peer}", peer=peer)
@@ -284,7 +316,7 @@ class ChatProtocol(Protocol):
         # and StringTransport in tests) has abortConnection.
         self._transport = transport = cast(StreamTransport, self.transport)
         tune_tcp(transport, self._config.keepalive)
-        self._socket = _direct_socket(transport, self._flusher)
+        self._socket = direct_socket(transport, self._flusher)
         transport.registerProducer(self, True)
         if ISSLTransport.providedBy(transport):
             unwelcome = self._server.unwelcome(self.peer().host)
@@ -319,6 +351,10 @@ class ChatProtocol(Protocol):
     def peer(self) -> Peer:
         host, port = address_parts(self._transport.getPeer())
         return Peer(host, port, "")
+
+    def who(self) -> str:
+        """Who this is, for the log."""
+        return str(self.peer())
 
     def _start(self) -> None:
         self._started = True
@@ -464,26 +500,11 @@ class ChatProtocol(Protocol):
         if out is None or socket is None:
             return
         self._out = None
-        data = b"".join(out)
-        transport: FileDescriptor = self._transport  # type: ignore[assignment]
-        if not _unsent(transport):
-            # What Twisted's writeSomeData does, without its wrappers: Python
-            # retries EINTR, and a full socket buffer raises BlockingIOError.
-            try:
-                sent = socket.send(data)
-            except OSError:
-                # Full (BlockingIOError), or the connection is gone: then
-                # Twisted's own write, below, finds out and ends it as usual.
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        transport.write(data)
-        queued = _unsent(transport)
+        queued = send_gathered(out, socket, self._transport)  # type: ignore[arg-type]
         if queued > self._config.send_queue and not self._closing:
             self.session.send_queue_full(queued)
 
-    def close(self) -> None:
+    def close(self, ending: Ending | None = None) -> None:
         if self._closing:
             return
         self.send_now()  # what is owed goes before the close
@@ -520,6 +541,22 @@ def _flush_if_alive(flusher: weakref.ref[TurnFlusher]) -> None:
         alive.flush()
 
 
+def turn_flusher(clock: IReactorTime) -> TurnFlusher:
+    """
+    A front end's L{TurnFlusher} on C{clock}: holding the log on a real
+    reactor, and flushed when the reactor stops (it does not run the flush
+    it was due then).
+    """
+    reactor = IReactorCore.providedBy(clock)
+    flusher = TurnFlusher(clock, hold_log=reactor)
+    if reactor:
+        # (By weak reference: the trigger stays, the factory may go.)
+        cast(IReactorCore, clock).addSystemEventTrigger(
+            "after", "shutdown", _flush_if_alive, weakref.ref(flusher)
+        )
+    return flusher
+
+
 class ChatFactory(Factory):
     """
     Builds a L{ChatProtocol} per connection, all serving one L{ChatServer}.
@@ -546,14 +583,7 @@ class ChatFactory(Factory):
             raise TypeError("pass either config or server, not both")
         self.server = server
         self.clock = clock
-        reactor = IReactorCore.providedBy(clock)
-        self.flusher = TurnFlusher(clock, hold_log=reactor)
-        if reactor:
-            # A reactor that stops does not run the flush it was due.  (By
-            # weak reference: the trigger stays, the factory may go.)
-            cast(IReactorCore, clock).addSystemEventTrigger(
-                "after", "shutdown", _flush_if_alive, weakref.ref(self.flusher)
-            )
+        self.flusher = turn_flusher(clock)
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         protocol = ChatProtocol(self.server, self.clock, self.flusher)

@@ -12,6 +12,7 @@ in text frames: C{{"type": "line", "text": "..."}}, or plain text.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any, cast
@@ -22,18 +23,25 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
 from twisted_tcpchat.core.events import Event
-from twisted_tcpchat.core.interfaces import IConnection
+from twisted_tcpchat.core.interfaces import Ending, IConnection
 from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.core.session import BadLine, Line, Peer, Session, too_long
 from twisted_tcpchat.frontends.jsonevents import json_text
-from twisted_tcpchat.frontends.tcp import StreamTransport, address_parts, tune_tcp
+from twisted_tcpchat.frontends.tcp import (
+    StreamTransport,
+    address_parts,
+    direct_socket,
+    send_gathered,
+    tune_tcp,
+    turn_flusher,
+)
 from twisted_tcpchat.logs import TurnLog
 
 log = TurnLog(namespace="tcpchat")
@@ -41,9 +49,24 @@ log = TurnLog(namespace="tcpchat")
 #: The key of the prepared WebSocket frame kept on an event (L{Event.rendered}).
 FRAME_KEY = "websocket"
 
-#: Close codes (RFC 6455, section 7.4.1) this front end closes with.
+#: Close codes (RFC 6455, section 7.4.1; 4000-4999 are the application's)
+#: this front end closes with, by why the session ended: a client knows
+#: from the code whether to come back by itself (docs/websocket.md).
 NORMAL = 1000
+GOING_AWAY = 1001
 UNSUPPORTED = 1003
+POLICY = 1008
+TRY_LATER = 1013
+REMOVED = 4001
+REFUSED = 4003
+CLOSE_CODES = {
+    Ending.QUIT: (NORMAL, "goodbye"),
+    Ending.SHUTDOWN: (GOING_AWAY, "server shutting down"),
+    Ending.BUSY: (TRY_LATER, "try again later"),
+    Ending.REFUSED: (REFUSED, "refused"),
+    Ending.REMOVED: (REMOVED, "removed by an operator"),
+    Ending.ENDED: (POLICY, "ended by the server's rules"),
+}
 #: (Never sent: what autobahn reports when the connection went without a close.)
 ABNORMAL = 1006
 
@@ -53,6 +76,9 @@ PAGE = files("twisted_tcpchat.frontends") / "page"
 #: Seconds an HTTP connection may stay open without a request (a WebSocket
 #: is no longer one: it has its pings).
 HTTP_IDLE = 60
+
+#: Seconds an HTTP connection may last at most, unless it becomes a WebSocket.
+HTTP_LIFETIME = 30
 
 #: Seconds between pings to a quiet WebSocket (proxies drop idle ones),
 #: and how long an answer may take before the connection is dropped.
@@ -73,7 +99,7 @@ def lines_of(payload: str, max_line: int) -> tuple[list[Line], list[int]]:
     before it dropped).  A line over C{max_line} bytes, or a JSON object
     that is not a line, is a L{BadLine}.
     """
-    size = len(payload.encode("utf-8", "surrogatepass"))
+    size = len(payload.encode("utf-8"))
     if payload.startswith("{"):
         text = _line_text(payload)
         if isinstance(text, BadLine):
@@ -87,7 +113,7 @@ def lines_of(payload: str, max_line: int) -> tuple[list[Line], list[int]]:
     sizes = []
     for part in parts:
         part = part.removesuffix("\r")
-        length = len(part.encode("utf-8", "surrogatepass"))
+        length = len(part.encode("utf-8"))
         lines.append(too_long(length, max_line) if length > max_line else part)
         sizes.append(length)
     return lines, sizes
@@ -98,7 +124,7 @@ _EXPECTED = 'expected {"type": "line", "text": "..."}'
 
 def _line_text(payload: str) -> str | BadLine:
     """The text of a JSON line object, or why there is none."""
-    size = len(payload.encode("utf-8", "surrogatepass"))
+    size = len(payload.encode("utf-8"))
     try:
         data = json.loads(payload)
     except (ValueError, RecursionError):
@@ -116,13 +142,57 @@ def _line_text(payload: str) -> str | BadLine:
             f'"text" must be a string; {_EXPECTED}',
             f"sent a line without text ({size} bytes)",
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # (a lone surrogate, \ud800, which no UTF-8 can hold)
+        return BadLine(
+            size,
+            "that text is not valid Unicode; not delivered",
+            f"sent {size} bytes of bad Unicode",
+        )
     return text
+
+
+def normal_origin(origin: str) -> str:
+    """An origin as browsers send it: lower case, no path, no default port."""
+    origin = origin.strip().rstrip("/").lower()
+    for scheme, port in (("http://", ":80"), ("https://", ":443")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin[: -len(port)]
+    return origin
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why C{origin} (an operator's --web-origin) can match no page, or None."""
+    if origin == "*":
+        return None
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "is not an origin like https://chat.example.com (or *)"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "is an origin without a path: https://chat.example.com"
+    if "*" in parts.netloc or "@" in parts.netloc:
+        return "names one site exactly (no * in it; * alone allows any)"
+    return None
 
 
 def same_origin(origin: str, host: str) -> bool:
     """Whether the page at C{origin} came from this server, as the browser reached it (C{host})."""
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+
+#: What autobahn keeps of the opening handshake, unused once open.
+_HANDSHAKE = (
+    "http_headers",
+    "http_request_data",
+    "http_response_data",
+    "http_status_line",
+    "http_request_params",
+    "http_request_uri",
+    "http_request_path",
+    "http_request_host",
+)
 
 
 @implementer(IPushProducer)
@@ -165,11 +235,16 @@ class WebConnection(WebSocketServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self._closing = False
-        self._close_code = NORMAL
-        self._close_reason = "goodbye"
+        # (Set only where the session's ending does not say it: a binary frame.)
+        self._close_code: int | None = None
+        self._close_reason = ""
         self._abort: IDelayedCall | None = None
         self._overflow_call: IDelayedCall | None = None
         self._queue = _SendQueue(self)
+        # On a socket of the reactor: its send(), and this turn's frames
+        # (sent at the end of the turn, as the TCP front end does).
+        self._socket: Any = None
+        self._out: list[bytes] | None = None
 
     @property
     def _stream(self) -> StreamTransport:
@@ -178,6 +253,8 @@ class WebConnection(WebSocketServerProtocol):
     # autobahn
 
     def onConnect(self, request: ConnectionRequest) -> None:
+        if self.factory.site is not None:
+            self.factory.site.upgraded(self.transport)
         origin = request.headers.get("origin")
         host = request.headers.get("host", "")
         if origin is not None and not self.factory.allows(origin, host):
@@ -194,15 +271,25 @@ class WebConnection(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         transport = self._stream
-        tune_tcp(transport, self.factory.server.config.keepalive)
+        tune_tcp(transport, self.factory.chat.config.keepalive)
         # The web server's channel was its producer; now the chat's send
         # queue is.
         transport.unregisterProducer()
         transport.registerProducer(self._queue, True)
+        self._socket = direct_socket(transport, self.factory.flusher)
+        # The upgrade's request and answer: autobahn keeps them, nothing
+        # reads them again (a third of a connection's memory otherwise).
+        for name in _HANDSHAKE:
+            setattr(self, name, None)
         host, port = address_parts(transport.getPeer())
         local_host, local_port = address_parts(transport.getHost())
         server = str(Peer(local_host, local_port, ""))
-        self.session = self.factory.server.connected(self, Peer(host, port, server))
+        self.session = self.factory.chat.connected(self, Peer(host, port, server))
+
+    def who(self) -> str:
+        """Who this is, for the log."""
+        host, port = address_parts(self._stream.getPeer())
+        return str(Peer(host, port, ""))
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
@@ -218,20 +305,31 @@ class WebConnection(WebSocketServerProtocol):
             )
             return
         # (autobahn has checked that it is UTF-8, or closed with 1007.)
-        lines, sizes = lines_of(payload.decode("utf-8"), self.factory.server.config.max_line)
+        lines, sizes = lines_of(payload.decode("utf-8"), self.factory.chat.config.max_line)
         session.received(lines, sizes)
+
+    def onPing(self, payload: bytes) -> None:
+        # A pong is owed only to a client that reads: one that pings and
+        # does not read would have its pongs pile up here without bound.
+        # (RFC 6455 lets an endpoint answer only the latest of many pings.)
+        if self._queue.queued is None and not self._closing:
+            self.sendPong(payload)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._cancel(self._abort)
         self._cancel(self._overflow_call)
         self._closing = True
+        self._out = None
         session, self.session = self.session, None
         if session is not None:
-            if code is None or code == ABNORMAL:
+            if self.closedByMe and self.localCloseCode is not None:
+                # (autobahn's own closes, 1007 and 1009, say why only here.)
+                code, reason = self.localCloseCode, self.localCloseReason
+                why = f"closed by the server ({code}{': ' if reason else ''}{reason or ''})"
+            elif code is None or code == ABNORMAL:
                 why = "connection lost"
             else:
-                by = "the server" if self.closedByMe else "the client"
-                why = f"closed by {by} ({code}{': ' if reason else ''}{reason or ''})"
+                why = f"closed by the client ({code}{': ' if reason else ''}{reason or ''})"
             session.ended(why)
 
     # IConnection
@@ -240,14 +338,31 @@ class WebConnection(WebSocketServerProtocol):
         if self._closing:
             return
         frame = event.rendered(FRAME_KEY, frame_of)
+        if self._socket is not None and not self.send_queue:
+            # (autobahn's send_queue: its own chopped writes, which go first.)
+            if self._out is None:
+                self._out = [frame.payloadHybi]
+                self.factory.flusher.add(self)
+            else:
+                self._out.append(frame.payloadHybi)
+            return
         self.sendPreparedMessage(frame)
         queue = self._queue
         if queue.queued is not None:
             queue.queued += len(frame.payloadHybi)
-            cap = self.factory.server.config.send_queue
+            cap = self.factory.chat.config.send_queue
             if queue.queued > cap and self._overflow_call is None:
                 # At the end of the turn: a room may be in the middle of a relay.
                 self._overflow_call = self.factory.clock.callLater(0, self._overflowed)
+
+    def send_now(self) -> None:
+        """Send this turn's frames (see L{TurnFlusher}); past the send-queue cap, cut off."""
+        out, self._out = self._out, None
+        if out is None or self._socket is None or self.transport is None:
+            return
+        queued = send_gathered(out, self._socket, self.transport)  # type: ignore[arg-type]
+        if queued > self.factory.chat.config.send_queue and self.session is not None:
+            self.session.send_queue_full(queued)
 
     def _overflowed(self) -> None:
         self._overflow_call = None
@@ -255,19 +370,22 @@ class WebConnection(WebSocketServerProtocol):
         if queued is not None and self.session is not None:
             self.session.send_queue_full(queued)
 
-    def close(self) -> None:
+    def close(self, ending: Ending | None = None) -> None:
         if self._closing:
             return
+        self.send_now()  # (what is owed goes before the close)
         self._closing = True
-        # (sendClose takes only the codes an application may choose; 1003 is
-        # the protocol's own, for data of a type the endpoint cannot accept.)
-        self.sendCloseFrame(self._close_code, self._close_reason.encode("utf-8"))
-        self._abort = self.factory.clock.callLater(
-            self.factory.server.config.close_grace, self.abort
-        )
+        code, reason = self._close_code, self._close_reason
+        if code is None:
+            code, reason = CLOSE_CODES[ending] if ending is not None else (NORMAL, "")
+        # (sendClose takes only the codes an application may choose; 1001,
+        # 1003, 1008 and 1013 are the protocol's own.)
+        self.sendCloseFrame(code, reason.encode("utf-8"))
+        self._abort = self.factory.clock.callLater(self.factory.chat.config.close_grace, self.abort)
 
     def abort(self) -> None:
         self._closing = True
+        self._out = None
         if self.transport is not None:
             self._stream.abortConnection()
 
@@ -322,16 +440,19 @@ class WebFactory(WebSocketServerFactory):
     """
 
     protocol = WebConnection  # type: ignore[assignment]
+    #: The site it serves under (set by L{web_site}).
+    site: WebSite | None = None
     log = txaio.make_logger(level="error")  # type: ignore[attr-defined]
 
     def __init__(
         self, server: ChatServer, clock: IReactorTime, origins: Sequence[str] = ()
     ) -> None:
-        super().__init__()
-        self.server = server
+        super().__init__(server="tcpchat")
+        self.chat = server
         self.clock = clock
+        self.flusher = turn_flusher(clock)
         self._batched_timer = _Timers(clock)
-        self.origins = frozenset(origin.rstrip("/").lower() for origin in origins)
+        self.origins = frozenset(normal_origin(origin) for origin in origins)
         limit = server.config.max_unterminated
         self.setProtocolOptions(
             maxFramePayloadSize=limit,
@@ -343,11 +464,15 @@ class WebFactory(WebSocketServerFactory):
             # A client that breaks the protocol (too big, not UTF-8) hears
             # the close code that says why before the connection goes.
             failByDrop=False,
+            # The Origin check is ours (onConnect), "null" included.
+            allowNullOrigin=True,
+            # No status page (nor its ?redirect=) for a GET without Upgrade.
+            webStatus=False,
         )
 
     def allows(self, origin: str, host: str) -> bool:
         """Whether a page at C{origin} may open a WebSocket here, reached as C{host}."""
-        origin = origin.lower()
+        origin = normal_origin(origin)
         return "*" in self.origins or origin in self.origins or same_origin(origin, host)
 
 
@@ -375,7 +500,9 @@ class _Static(Resource):
         return self.body
 
     def render_HEAD(self, request: Request) -> bytes:
-        return self.render_GET(request)
+        self.render_GET(request)
+        request.setHeader(b"content-length", b"%d" % len(self.body))
+        return b""
 
 
 #: The page's files and their types.
@@ -406,16 +533,119 @@ class _Root(Resource):
         return cast(Resource, notFound())
 
 
+class _NoBody(Request):
+    """A request that may not have a body: the page takes none, and a body is buffered whole."""
+
+    def gotLength(self, length: int | None) -> None:
+        if length != 0:
+            transport = cast(StreamTransport, self.channel.transport)
+            host, port = address_parts(transport.getPeer())
+            log.info(
+                "{peer} refused at the web port: a request with a body",
+                peer=str(Peer(host, port, "")),
+                address=host,
+                reason="body",
+            )
+            transport.abortConnection()
+            return
+        super().gotLength(length)
+
+
 class WebSite(Site):
-    """A site that writes no access log (connections are logged by the chat)."""
+    """
+    The page and the WebSocket on twisted.web, under the chat's rules for
+    connections until one becomes a WebSocket (and a session, with its own):
+    HTTP connections count against C{--max-clients} and C{--per-address}
+    with the sessions, and past them are closed at once; each
+    may last C{HTTP_LIFETIME} seconds at most (a client that trickles a
+    request byte by byte is not held); no request may have a body.  No
+    access log: the chat logs each connection itself.
+
+    @ivar waiting: the HTTP connections that are not (yet) WebSockets, by
+        transport: the peer's address, and the call that ends it.
+    """
 
     noisy = False
+
+    def __init__(self, root: Resource, chat: ChatServer, clock: IReactorTime) -> None:
+        super().__init__(root, requestFactory=_NoBody, timeout=HTTP_IDLE, reactor=clock)
+        self.chat = chat
+        self.clock = clock
+        self.waiting: dict[object, tuple[str, IDelayedCall]] = {}
+        self._per_host: Counter[str] = Counter()
 
     def log(self, request: Any) -> None:
         pass
 
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        host, port = address_parts(addr)  # type: ignore[arg-type]
+        refusal = self._refusal(host)
+        if refusal is not None:
+            log.info(
+                "{peer} refused at the web port: {why}",
+                peer=str(Peer(host, port, "")),
+                why=refusal,
+                address=host,
+                reason=refusal,
+            )
+            return None  # (Twisted closes the connection)
+        channel = super().buildProtocol(addr)
+        made = channel.makeConnection
+        lost = channel.connectionLost
 
-def web_site(server: ChatServer, clock: IReactorTime, origins: Sequence[str] = ()) -> Site:
+        connection: list[Any] = [None]
+
+        def connection_made(transport: Any) -> None:
+            connection[0] = transport
+            call = self.clock.callLater(HTTP_LIFETIME, self._expire, transport)
+            self.waiting[transport] = (host, call)
+            self._per_host[host] += 1
+            made(transport)
+
+        def connection_lost(reason: Any) -> None:
+            self.upgraded(connection[0])
+            lost(reason)
+
+        channel.makeConnection = connection_made
+        channel.connectionLost = connection_lost
+        return channel
+
+    def _refusal(self, host: str) -> str | None:
+        # (A banned or denied address is let as far as its session, which
+        # tells it why in one line: a browser cannot read an HTTP refusal.)
+        chat = self.chat
+        if len(self.waiting) + chat.client_count >= chat.max_clients:
+            return f"server full ({chat.max_clients} clients)"
+        per_address = chat.config.per_address
+        if (
+            per_address
+            and self._per_host[host] >= per_address
+            and not chat.admission.is_exempt(host)
+        ):
+            return f"more than {per_address} connections from the address"
+        return None
+
+    def upgraded(self, transport: object) -> None:
+        """The connection on C{transport} became a WebSocket, or is gone: no longer waiting."""
+        entry = self.waiting.pop(transport, None)
+        if entry is None:
+            return
+        host, call = entry
+        if call.active():
+            call.cancel()
+        self._per_host[host] -= 1
+        if not self._per_host[host]:
+            del self._per_host[host]
+
+    def _expire(self, transport: Any) -> None:
+        if transport in self.waiting:
+            self.upgraded(transport)
+            transport.abortConnection()
+
+
+def web_site(server: ChatServer, clock: IReactorTime, origins: Sequence[str] = ()) -> WebSite:
     """The page and the WebSocket of C{server}, as a twisted.web site to listen with."""
     factory = WebFactory(server, clock, origins)
-    return WebSite(_Root(WebSocketResource(factory)), timeout=HTTP_IDLE, reactor=clock)
+    site = WebSite(_Root(WebSocketResource(factory)), server, clock)
+    factory.site = site
+    return site

@@ -16,7 +16,9 @@
     loggedIn: false,
     credentials: null, // [name, password] while this page is open, to log in again
     rooms: new Map(), // lower-case name -> {name, members, topic, seq}
-    seen: new Map(), // lower-case room -> last seq shown
+    seen: new Map(), // lower-case room -> the last seq shown or listed (for unread counts)
+    shown: new Map(), // lower-case room -> Set of "at|sender|text" shown (history is not shown twice)
+    left: "", // the room just left: its count is taken from the next room list
     logs: new Map(), // lower-case room -> [li, ...]
     members: new Map(), // name -> {name, operator}
     privates: new Map(), // lower-case name -> {name, unread}
@@ -24,8 +26,10 @@
     typed: [],
     own: [], // lines we said and showed, in case the server echoes them
     typedAt: 0,
-    retry: 0,
+    retry: 0, // reconnections since the last welcome
     retryTimer: null,
+    wantName: "", // the name to take again after a reconnect
+    nameTries: 0,
     hiddenUnread: 0,
   };
 
@@ -221,9 +225,19 @@
           $("login-form").hidden = true;
           $("say-form").hidden = false;
           state.loggedIn = true;
+          state.retry = 0;
+          // Numbers may have started again (a restarted server): unread
+          // counts start afresh; what was shown stays known by its content.
+          state.seen.clear();
           // Back after a reconnect: take our name again, and go where we were.
-          if (oldName && oldName !== e.name && !state.credentials) send(`/nick ${oldName}`);
+          if (oldName && oldName !== e.name && !state.credentials) {
+            state.wantName = oldName;
+            state.nameTries = 0;
+            send(`/nick ${oldName}`);
+          }
           if (wasIn && wasIn.toLowerCase() !== e.room.toLowerCase()) send(`/join ${wasIn}`);
+        } else if (wasIn) {
+          state.left = wasIn.toLowerCase();
         }
         if (first) {
           // The greeting came before we had a room: it belongs to this one.
@@ -242,6 +256,7 @@
         if (!first) server(`you are now in #${e.room}`);
         else server(`you are ${e.name}; /help lists the commands`);
       } else if (e.change === "renamed") {
+        state.wantName = "";
         const me = state.members.get(oldName);
         state.members.delete(oldName);
         state.members.set(e.name, { name: e.name, operator: me ? me.operator : state.operator });
@@ -254,11 +269,7 @@
       drawRooms();
     },
     history(e) {
-      const key = e.room.toLowerCase();
-      const seen = state.seen.get(key) || 0;
-      for (const said of e.entries) {
-        if (said.seq > seen) said_(said, true);
-      }
+      for (const said of e.entries) said_(said, true);
     },
     message(e) {
       said_(e, false);
@@ -334,13 +345,16 @@
     rooms(e) {
       state.rooms.clear();
       for (const r of e.rooms) state.rooms.set(r.name.toLowerCase(), r);
-      const current = state.rooms.get(state.room.toLowerCase());
-      if (current && !state.seen.has(state.room.toLowerCase())) {
-        state.seen.set(state.room.toLowerCase(), current.seq);
-      }
       for (const r of e.rooms) {
-        if (!state.seen.has(r.name.toLowerCase())) state.seen.set(r.name.toLowerCase(), r.seq);
+        const key = r.name.toLowerCase();
+        // A room first listed, or just left (our own lines, never sent back,
+        // are not unread), counts from here; numbers that went down mean
+        // the room was made anew.
+        if (!state.seen.has(key) || key === state.left || r.seq < state.seen.get(key)) {
+          state.seen.set(key, r.seq);
+        }
       }
+      state.left = "";
       drawRooms();
       drawHeader();
       if (state.quiet.rooms > 0) {
@@ -361,21 +375,34 @@
     },
     error(e) {
       entry(state.room, { who: "error", text: e.text, kind: "error" });
-      if (!state.loggedIn && state.credentials && /login|password/i.test(e.text)) {
+      if (!state.loggedIn && state.credentials) {
+        // The login we kept no longer works (or the name is still held by
+        // our old connection): ask the person.
         state.credentials = null;
         needLogin();
+      } else if (state.wantName && /is taken/.test(e.text) && state.nameTries < 6) {
+        // Our old connection may still hold it until the server notices it is gone.
+        state.nameTries += 1;
+        setTimeout(() => state.wantName && send(`/nick ${state.wantName}`), 10000);
       }
     },
   };
 
   function said_(e, history) {
     const key = e.room.toLowerCase();
-    const seen = state.seen.get(key) || 0;
-    if (e.seq > seen) state.seen.set(key, e.seq);
+    if (!state.shown.has(key)) state.shown.set(key, new Set());
+    const shown = state.shown.get(key);
+    const id = `${e.at}|${e.sender}|${e.type === "action" ? e.text : e.lines.join("\n")}`;
+    if (shown.has(id)) return; // (history we showed before a reconnect or a room switch)
+    shown.add(id);
+    if (shown.size > 2 * LOG_LIMIT) shown.delete(shown.values().next().value);
+    if (e.seq > (state.seen.get(key) || 0)) state.seen.set(key, e.seq);
     const room = state.rooms.get(key);
     if (room && e.seq > room.seq) room.seq = e.seq;
     const mine = e.sender === state.name;
-    if (mine && !history && ownEcho(e.type === "action" ? [e.text] : e.lines)) return;
+    // Our own lines were shown when we said them: not again when the server
+    // echoes them (--echo), nor when they come back in a room's history.
+    if (mine && ownEcho(e.type === "action" ? [e.text] : e.lines, history ? key : "")) return;
     if (e.type === "action") {
       entry(e.room, { at: e.at, who: e.sender, text: e.text, kind: "action", history });
     } else {
@@ -392,7 +419,7 @@
     let text = line;
     let kind = "";
     if (/^\/me\s/i.test(line)) {
-      text = line.replace(/^\/me\s+/i, "");
+      text = line.replace(/^\/me\s+/i, "").trim();
       kind = "action";
     } else if (line.startsWith("//")) {
       text = line.slice(1);
@@ -400,15 +427,23 @@
       return;
     }
     for (const part of kind ? [text] : text.split("\n")) {
-      state.own.push(part);
+      state.own.push(part.trim());
       if (state.own.length > 50) state.own.shift();
       const li = entry(state.room, { who: state.name, text: part, kind });
       li.classList.add("mine");
     }
   }
 
-  function ownEcho(lines) {
-    const at = state.own.indexOf(lines[0]);
+  function ownEcho(lines, room) {
+    const own = room ? logOf(room).filter((li) => li.classList.contains("mine")) : null;
+    if (own) {
+      const text = lines[0].trim();
+      const li = own.find((node) => !node.dataset.matched && node.lastChild.textContent.trim() === text);
+      if (!li) return false;
+      li.dataset.matched = "yes";
+      return true;
+    }
+    const at = state.own.indexOf(lines[0].trim());
     if (at < 0) return false;
     state.own.splice(at, lines.length);
     return true;
@@ -444,15 +479,19 @@
     if (send(command)) state.quiet[what] += 1;
   }
 
+  // Close codes after which the page reconnects by itself (docs/websocket.md):
+  // the server going away or restarting, the connection dropped, try later.
+  const COME_BACK = new Set([1001, 1006, 1011, 1012, 1013, 1014]);
+
   function connect() {
     clearTimeout(state.retryTimer);
+    $("reconnect").hidden = true;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     state.ws = ws;
     state.quiet = { members: 0, rooms: 0 };
     setStatus(state.retry ? "reconnecting" : "connecting", state.retry ? "reconnecting…" : "connecting…");
     ws.addEventListener("open", () => {
-      state.retry = 0;
       state.loggedIn = false;
       setStatus("open", "connected");
     });
@@ -470,9 +509,17 @@
       if (state.ws !== ws) return;
       state.ws = null;
       state.loggedIn = false;
+      const why = close.reason ? ` (${close.reason})` : "";
+      if (!COME_BACK.has(close.code)) {
+        // We quit, or were removed or refused: coming back is the person's choice.
+        if (close.code === 4001 || close.code === 4003) state.credentials = null;
+        server(`disconnected${why}`, "error");
+        setStatus("closed", "disconnected");
+        $("reconnect").hidden = false;
+        return;
+      }
       const delay = Math.min(30, 2 ** state.retry) * (0.75 + Math.random() / 2);
       state.retry += 1;
-      const why = close.reason ? ` (${close.reason})` : "";
       server(`disconnected${why}; reconnecting in ${Math.round(delay)} s`, "error");
       let left = Math.round(delay);
       setStatus("reconnecting", `reconnecting in ${left} s…`);
@@ -542,6 +589,11 @@
       $("join-name").value = "";
       closeDrawer();
     }
+  });
+
+  $("reconnect").addEventListener("click", () => {
+    state.retry = 0;
+    connect();
   });
 
   $("me").addEventListener("click", () => {
