@@ -168,7 +168,9 @@ def test_two_browsers_and_nc_in_one_room(tmp_path: Path, pages: list[Page]) -> N
         alice.say("hello from the browser")
         nc.expect("<alice> hello from the browser")
         carol.expect("alice hello from the browser")
-        alice.expect("alice hello from the browser")  # (its own line, shown once)
+        alice.expect("alice hello from the browser")
+        own = [line for line in alice.lines() if line.endswith("alice hello from the browser")]
+        assert len(own) == 1, alice.lines()  # (its own line, shown once)
         nc.say("hi alice, nc here")
         alice.expect("bob hi alice, nc here")
         carol.expect("bob hi alice, nc here")
@@ -332,5 +334,32 @@ def test_the_page_logs_in(tmp_path: Path, pages: list[Page]) -> None:
             "the login form again (the kept login was dropped)",
         )
         boss.process.stop()
+    finally:
+        process.stop()
+
+
+def test_own_lines_once_with_echo(tmp_path: Path, pages: list[Page]) -> None:
+    """With --echo the server sends a page its own lines back: shown once, not twice."""
+    chat, web = free_port(), free_port()
+    process, _ = start_twistd(
+        tmp_path,
+        "--port",
+        str(chat),
+        "--interface",
+        "127.0.0.1",
+        "--web",
+        f"tcp:{web}:interface=127.0.0.1",
+        "--echo",
+    )
+    try:
+        page = Page(f"http://127.0.0.1:{web}/")
+        pages.append(page)
+        page.expect("you are guest1; /help lists the commands")
+        page.say("echo me")
+        page.say("/me   waves  ")
+        page.say("/who")  # (answered after both echoes: the page has them by then)
+        page.expect("1 in #lobby:")
+        said = [line for line in page.lines() if line.endswith(("echo me", "waves"))]
+        assert len(said) == 2, page.lines()
     finally:
         process.stop()

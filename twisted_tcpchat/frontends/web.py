@@ -551,6 +551,19 @@ class _NoBody(Request):
         super().gotLength(length)
 
 
+def _let_go(channel: Any) -> None:
+    """
+    Drop the references that keep an HTTP channel and its request alive in
+    cycles (ours, of the wrapped methods; Twisted's, channel and request):
+    freed at once, not at Python's rare full collection (1 KiB a WebSocket).
+    """
+    for name in ("makeConnection", "connectionLost"):
+        channel.__dict__.pop(name, None)
+    inner = getattr(channel, "_channel", None)
+    if inner is not None and inner.transport is None:  # (taken by the WebSocket)
+        inner.requests = []
+
+
 class WebSite(Site):
     """
     The page and the WebSocket on twisted.web, under the chat's rules for
@@ -571,7 +584,7 @@ class WebSite(Site):
         super().__init__(root, requestFactory=_NoBody, timeout=HTTP_IDLE, reactor=clock)
         self.chat = chat
         self.clock = clock
-        self.waiting: dict[object, tuple[str, IDelayedCall]] = {}
+        self.waiting: dict[object, tuple[str, IDelayedCall, Any]] = {}
         self._per_host: Counter[str] = Counter()
 
     def log(self, request: Any) -> None:
@@ -598,12 +611,12 @@ class WebSite(Site):
         def connection_made(transport: Any) -> None:
             connection[0] = transport
             call = self.clock.callLater(HTTP_LIFETIME, self._expire, transport)
-            self.waiting[transport] = (host, call)
+            self.waiting[transport] = (host, call, channel)
             self._per_host[host] += 1
             made(transport)
 
         def connection_lost(reason: Any) -> None:
-            self.upgraded(connection[0])
+            self.upgraded(connection[0], websocket=False)
             lost(reason)
 
         channel.makeConnection = connection_made
@@ -625,14 +638,19 @@ class WebSite(Site):
             return f"more than {per_address} connections from the address"
         return None
 
-    def upgraded(self, transport: object) -> None:
+    def upgraded(self, transport: object, websocket: bool = True) -> None:
         """The connection on C{transport} became a WebSocket, or is gone: no longer waiting."""
         entry = self.waiting.pop(transport, None)
         if entry is None:
             return
-        host, call = entry
+        host, call, channel = entry
         if call.active():
             call.cancel()
+        if websocket:
+            # Once the upgrade's request is done with (after this turn).
+            self.clock.callLater(0, _let_go, channel)
+        else:
+            _let_go(channel)
         self._per_host[host] -= 1
         if not self._per_host[host]:
             del self._per_host[host]
