@@ -657,6 +657,26 @@ static void ws_control(uint32_t i, int opcode, const char *payload, size_t len) 
 }
 
 /*
+ * Read what client i has into readbuf, after the bytes kept from its last
+ * read (*keep of them): the count read, or -1 when there was nothing (the
+ * client closed, or an error: then it is closed too).
+ */
+static ssize_t read_after_kept(uint32_t i, size_t *keep) {
+    conn_t *c = &conns[i];
+    *keep = c->plen;
+    if (*keep)
+        memcpy(readbuf, c->partial, *keep);
+    ssize_t n = read(c->fd, readbuf + *keep, READ_CAP);
+    if (n <= 0) {
+        if (!(n < 0 && (errno == EAGAIN || errno == EINTR)))
+            conn_close(i, 1);
+        return -1;
+    }
+    bytes_in += (uint64_t)n;
+    return n;
+}
+
+/*
  * WebSocket client i is readable: the 101 answer, then frames.  A data
  * frame's payload is scanned as it comes, whatever its size: only a
  * stamp's first bytes (under STAMP_LEN), an unfinished header or control
@@ -665,17 +685,10 @@ static void ws_control(uint32_t i, int opcode, const char *payload, size_t len) 
 static void ws_readable(uint32_t i, double t) {
     conn_t *c = &conns[i];
     char *buf = readbuf;
-    size_t keep = c->plen;
-    if (keep)
-        memcpy(buf, c->partial, keep);
-    ssize_t n = read(c->fd, buf + keep, READ_CAP);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        conn_close(i, 1);
+    size_t keep;
+    ssize_t n = read_after_kept(i, &keep);
+    if (n < 0)
         return;
-    }
-    bytes_in += (uint64_t)n;
     last_byte = t;
     uint64_t t_ns = now_ns();
     char *p = buf, *end = buf + keep + n, *kept = NULL;
@@ -776,17 +789,10 @@ static void ws_readable(uint32_t i, double t) {
 static void on_readable(uint32_t i, double t) {
     conn_t *c = &conns[i];
     char *buf = readbuf;
-    size_t keep = c->plen;
-    if (keep)
-        memcpy(buf, c->partial, keep);
-    ssize_t n = read(c->fd, buf + keep, READ_CAP);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        conn_close(i, 1);
+    size_t keep;
+    ssize_t n = read_after_kept(i, &keep);
+    if (n < 0)
         return;
-    }
-    bytes_in += (uint64_t)n;
     last_byte = t;
     if (c->state < READY) {
         c->state = READY;

@@ -120,7 +120,8 @@ def _screenshots(tmp_path: Path) -> Path:
     return directory
 
 
-def _serve(tmp_path: Path, chat: int, web: int) -> Process:
+def _serve(tmp_path: Path, chat: int, web: int, *options: str) -> Process:
+    """C{twistd -n tcpchat} with its chat on port C{chat} and the page on C{web}."""
     process, _ = start_twistd(
         tmp_path,
         "--port",
@@ -131,6 +132,7 @@ def _serve(tmp_path: Path, chat: int, web: int) -> Process:
         f"tcp:{web}:interface=127.0.0.1",
         "--history",
         "20",
+        *options,
     )
     process.wait_for_output(r"web page and WebSocket on http://127\.0\.0\.1:\d+/")
     return process
@@ -291,18 +293,8 @@ def test_the_page_logs_in(tmp_path: Path, pages: list[Page]) -> None:
     person asks, and then asks for the login again.
     """
     chat, web = free_port(), free_port()
-    process, _ = start_twistd(
-        tmp_path,
-        "--port",
-        str(chat),
-        "--interface",
-        "127.0.0.1",
-        "--web",
-        f"tcp:{web}:interface=127.0.0.1",
-        "--auth",
-        "memory:alice:wonderland:boss:pw",
-        "--op",
-        "boss",
+    process = _serve(
+        tmp_path, chat, web, "--auth", "memory:alice:wonderland:boss:pw", "--op", "boss"
     )
     try:
         page = Page(f"http://127.0.0.1:{web}/")
@@ -341,16 +333,7 @@ def test_the_page_logs_in(tmp_path: Path, pages: list[Page]) -> None:
 def test_own_lines_once_with_echo(tmp_path: Path, pages: list[Page]) -> None:
     """With --echo the server sends a page its own lines back: shown once, not twice."""
     chat, web = free_port(), free_port()
-    process, _ = start_twistd(
-        tmp_path,
-        "--port",
-        str(chat),
-        "--interface",
-        "127.0.0.1",
-        "--web",
-        f"tcp:{web}:interface=127.0.0.1",
-        "--echo",
-    )
+    process = _serve(tmp_path, chat, web, "--echo")
     try:
         page = Page(f"http://127.0.0.1:{web}/")
         pages.append(page)
