@@ -176,6 +176,14 @@ def test_two_browsers_and_nc_in_one_room(tmp_path: Path, pages: list[Page]) -> N
         nc.say("hi alice, nc here")
         alice.expect("bob hi alice, nc here")
         carol.expect("bob hi alice, nc here")
+        # The input line keeps what was typed: up brings back the last line.
+        box = alice.driver.find_element(By.ID, "say")
+        box.send_keys(Keys.ARROW_UP)
+        assert box.get_attribute("value") == "hello from the browser"
+        box.send_keys(Keys.ARROW_UP)
+        assert box.get_attribute("value") == "/nick alice"
+        box.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN)
+        assert box.get_attribute("value") == ""
         carol.say("/me waves")
         nc.expect("* carol waves")
         alice.expect("carol waves")
