@@ -338,19 +338,48 @@ def test_the_page_logs_in(tmp_path: Path, pages: list[Page]) -> None:
         process.stop()
 
 
-def test_own_lines_once_with_echo(tmp_path: Path, pages: list[Page]) -> None:
-    """With --echo the server sends a page its own lines back: shown once, not twice."""
+def _one_page(tmp_path: Path, pages: list[Page], *options: str) -> tuple[Process, Page]:
+    """A server with C{options}, and one page on it, welcomed as guest1."""
     chat, web = free_port(), free_port()
-    process = _serve(tmp_path, chat, web, "--echo")
+    process = _serve(tmp_path, chat, web, *options)
     try:
         page = Page(f"http://127.0.0.1:{web}/")
         pages.append(page)
         page.expect("you are guest1; /help lists the commands")
+    except BaseException:
+        process.stop()
+        raise
+    return process, page
+
+
+def test_own_lines_once_with_echo(tmp_path: Path, pages: list[Page]) -> None:
+    """With --echo the server sends a page its own lines back: shown once, not twice."""
+    process, page = _one_page(tmp_path, pages, "--echo")
+    try:
         page.say("echo me")
         page.say("/me   waves  ")
         page.say("/who")  # (answered after both echoes: the page has them by then)
         page.expect("1 in #lobby:")
         said = [line for line in page.lines() if line.endswith(("echo me", "waves"))]
         assert len(said) == 2, page.lines()
+    finally:
+        process.stop()
+
+
+def test_own_lines_once_after_a_rename_and_a_room_switch(tmp_path: Path, pages: list[Page]) -> None:
+    """Lines said under an old name come back in history: still shown once."""
+    process, page = _one_page(tmp_path, pages)
+    try:
+        page.say("said as a guest")
+        page.say("/nick alice")
+        page.expect("you are now alice")
+        page.say("/join other")
+        page.expect("you are now in #other")
+        page.say("/join lobby")
+        page.expect("you are now in #lobby")
+        page.say("/who")
+        page.expect("1 in #lobby:")
+        said = [line for line in page.lines() if line.endswith("said as a guest")]
+        assert len(said) == 1, page.lines()
     finally:
         process.stop()

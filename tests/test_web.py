@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.test import iosim
@@ -38,6 +38,7 @@ from twisted_tcpchat.core.events import (
     Topic,
     Whois,
 )
+from twisted_tcpchat.core.interfaces import Ending
 from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.core.session import BadLine
 from twisted_tcpchat.frontends.jsonevents import event_data, json_text
@@ -572,7 +573,8 @@ class RulesTests(WebTestCase):
         self.make(ChatConfig(max_clients=1))
         self.browser().events()
         logged = tcpchat_log(self)
-        self.assertIsNone(self.site.buildProtocol(_address(99)))  # (Twisted closes it)
+        refused = self.site.buildProtocol(_address(99))
+        self.assertEqual(type(refused).__name__, "_Refused")  # (it closes: see below)
         self.assertEqual(self.server.client_count, 1)
         self.assertEqual(len([line for line in logged if "server full" in line]), 1, logged)
 
@@ -790,3 +792,88 @@ class CloseCodeTests(WebTestCase):
         self.assertIn("notice: you were kicked by boss: go", kicked.texts())
         assert kicked.close is not None
         self.assertEqual(kicked.close.close_code, 4001)
+
+
+class SecondReviewTests(WebTestCase):
+    """What the second review found: each case as it was shown."""
+
+    def test_refused_connection_is_closed_by_its_protocol(self) -> None:
+        """Past the limits the site gives a protocol that closes (a TLS port would keep None)."""
+        self.make(ChatConfig(max_clients=1))
+        self.browser().events()
+        refused = self.site.buildProtocol(_address(98))
+        client = _Bytes()
+        pump = iosim.connect(
+            refused,
+            iosim.FakeTransport(
+                refused, isServer=True, hostAddress=SERVER, peerAddress=_address(98)
+            ),
+            client,
+            iosim.FakeTransport(client, isServer=False),
+            clock=self.clock,
+        )
+        pump.flush()
+        self.assertTrue(client.lost)
+
+    def test_failed_handshakes_free_their_place(self) -> None:
+        """GET /ws without Upgrade, again and again, does not lock the address out."""
+        self.make(ChatConfig(per_address=1, exempt=()))
+        for _ in range(3):
+            self.assertTrue(self.get("/ws").startswith(b"HTTP/1.1 4"))
+        self.assertEqual(self.site.waiting, {})
+        self.assertEqual(self.browser(address=_address(0)).reader.status, 101)
+
+    def test_a_body_in_the_same_read_is_not_a_traceback(self) -> None:
+        troubles = troubles_logged(self)
+        for request in (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n",
+        ):
+            client = _Bytes()
+            pump = _plug(self.site, self.clock, client, _address(0))
+            pump.clientIO.write(request)
+            pump.flush()
+            self.assertTrue(client.lost)
+            self.assertNotIn(b"HTTP/1.1 200", client.data)
+        self.assertEqual(troubles, [])
+
+    def test_no_data_frame_after_a_close_frame(self) -> None:
+        """Lines answered in the turn the client closes: sent before the close, none after."""
+        alice = self.browser()
+        alice.events()
+        alice.write(
+            wsframes.line("/nick alice")
+            + wsframes.line("/who")
+            + wsframes.frame(b"\x03\xe8", opcode=wsframes.CLOSE)
+        )
+        opcodes = [f.opcode for f in alice.frames]
+        self.assertIn(wsframes.CLOSE, opcodes)
+        self.assertEqual(opcodes[-1], wsframes.CLOSE, opcodes)
+
+    def test_lost_place_closes_with_1012(self) -> None:
+        """A node that lost its place in a shared chat: the page may come back at once."""
+        alice = self.browser()
+        alice.events()
+        session = next(iter(self.server.sessions))
+        session.disconnect("node lost", Ending.LOST)
+        alice.events()
+        assert alice.close is not None
+        self.assertEqual(alice.close.close_code, 1012)
+
+    def test_ipv6_connections_are_counted_by_their_64(self) -> None:
+        self.make(ChatConfig(per_address=1, exempt=()))
+        first = IPv6Address("TCP", "2001:db8::1", 5000)
+        client = _Bytes()
+        server = self.site.buildProtocol(first)
+        iosim.connect(
+            server,
+            iosim.FakeTransport(server, isServer=True, hostAddress=SERVER, peerAddress=first),
+            client,
+            iosim.FakeTransport(client, isServer=False),
+            clock=self.clock,
+        )
+        neighbour = self.site.buildProtocol(IPv6Address("TCP", "2001:db8::2", 5000))
+        self.assertEqual(type(neighbour).__name__, "_Refused")
+        elsewhere = self.site.buildProtocol(IPv6Address("TCP", "2001:db8:1::2", 5000))
+        self.assertNotEqual(type(elsewhere).__name__, "_Refused")

@@ -59,10 +59,16 @@ class WebSocket:
         self.sock.sendall(wsframes.line(text))
 
 
-def _serve(tmp_path: Path, *web: str) -> tuple[Process, int, int]:
-    args: list[str] = []
-    for endpoint in web:
-        args += ["--web", endpoint]
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes C{sock} (within the deadline) without a byte."""
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _serve(tmp_path: Path, web: str, *options: str) -> tuple[Process, int, int]:
+    args = ["--web", web, *options]
     process, chat = start_twistd(tmp_path, *args)
     match = process.wait_for_output(r"web page and WebSocket on https?://127\.0\.0\.1:(\d+)/")
     return process, chat, int(match.group(1))
@@ -151,3 +157,45 @@ def test_web_port_taken_is_one_line(tmp_path: Path) -> None:
     assert errors, process.output
     assert f"cannot listen on port {port}: Address already in use" in errors[0]
     assert "Traceback" not in process.output
+
+
+def test_no_data_frame_after_the_close_on_a_real_socket(tmp_path: Path) -> None:
+    """
+    Answers of the turn in which the client closes go before the server's
+    close frame, none after (RFC 6455, 5.5.1): on a real socket, where a
+    turn's frames are sent together at its end.
+    """
+    process, _, web = _serve(tmp_path, "tcp:0:interface=127.0.0.1")
+    try:
+        host = f"127.0.0.1:{web}"
+        browser = WebSocket(socket.create_connection(("127.0.0.1", web)), host, f"http://{host}")
+        browser.event("you")
+        browser.sock.sendall(
+            wsframes.line("/nick alice")
+            + wsframes.line("/who")
+            + wsframes.frame(b"\x03\xe8", opcode=wsframes.CLOSE)
+        )
+        with pytest.raises((EOFError, ConnectionResetError)):
+            browser.read_to_end()
+        opcodes = [frame.opcode for frame in browser.frames]
+        assert wsframes.CLOSE in opcodes, opcodes
+        assert opcodes[-1] == wsframes.CLOSE, opcodes
+    finally:
+        process.stop()
+
+
+def test_refused_over_tls_is_closed_at_once(tmp_path: Path) -> None:
+    """Past --max-clients an ssl: web port closes the connection, before any handshake."""
+    certs = make_certs(tmp_path)
+    endpoint = f"ssl:0:interface=127.0.0.1:privateKey={certs.key}:certKey={certs.cert}"
+    process, _, web = _serve(tmp_path, endpoint, "--max-clients", "1")
+    try:
+        holder = socket.create_connection(("127.0.0.1", web), timeout=DEADLINE)
+        refused = socket.create_connection(("127.0.0.1", web), timeout=DEADLINE)
+        assert _closed_by_server(refused)
+        process.wait_for_output(r"refused at the web port: server full")
+        holder.close()
+        refused.close()
+    finally:
+        process.stop()
+    assert "Unhandled" not in process.output, process.output

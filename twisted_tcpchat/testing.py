@@ -45,7 +45,7 @@ class RecordingParticipant:
             raise TypeError(f"a participant hears events, not {event!r}")
         self.events.append(event)
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: str, ending: Ending = Ending.REMOVED) -> None:
         if self.gone is not None:
             raise AssertionError(f"told to go twice ({self.gone!r}, then {reason!r})")
         self.gone = reason

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from zope.interface import implementer
 
 from twisted_tcpchat.core.events import Event, Identity
-from twisted_tcpchat.core.interfaces import IDirectory, IParticipant
+from twisted_tcpchat.core.interfaces import Ending, IDirectory, IParticipant
 from twisted_tcpchat.logs import TurnLog
 
 log = TurnLog(namespace="tcpchat")
@@ -93,5 +93,5 @@ class Bot:
                 # room's other members their copy of the event.)
                 log.failure("bot {name} failed on {event!r}", name=self.name, event=event)
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: str, ending: Ending = Ending.REMOVED) -> None:
         self.removed = reason

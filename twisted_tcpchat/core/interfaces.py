@@ -22,31 +22,6 @@ from zope.interface import Attribute, Interface
 from twisted_tcpchat.core.events import Event
 
 
-class IParticipant(Interface):
-    """
-    Someone in the chat, as the directory and its rooms see it: a client's
-    session, the operator's console, a bot.
-    """
-
-    name = Attribute("Its name; set by the directory only ('' until it has entered).")
-    room = Attribute("The room it is in; set by the directory only ('' until it has entered).")
-    address = Attribute("Its IP address, for bans by name; '' for the console and bots.")
-
-    def receive(event: Event) -> None:
-        """
-        Hear one event (a message, a presence change, an error ...).  It
-        may act on it (a bot answers, leaves); but a front end cuts off a
-        client that does not read at the end of the turn, not here: the
-        room may be in the middle of relaying to everyone.
-        """
-
-    def disconnect(reason: str) -> None:
-        """
-        The directory has removed this participant (a kick, a ban): end its
-        session.  It has already been told why, and its leaving announced.
-        """
-
-
 class Ending(enum.Enum):
     """
     Why the server closed a session, for a front end that tells its client
@@ -66,6 +41,35 @@ class Ending(enum.Enum):
     REMOVED = "removed"
     #: Ended by the server's rules: flooding, idle, a line without end ...
     ENDED = "ended"
+    #: The server lost the client's place (a node cut off from the shared
+    #: chat): it may come back at once.
+    LOST = "lost"
+
+
+class IParticipant(Interface):
+    """
+    Someone in the chat, as the directory and its rooms see it: a client's
+    session, the operator's console, a bot.
+    """
+
+    name = Attribute("Its name; set by the directory only ('' until it has entered).")
+    room = Attribute("The room it is in; set by the directory only ('' until it has entered).")
+    address = Attribute("Its IP address, for bans by name; '' for the console and bots.")
+
+    def receive(event: Event) -> None:
+        """
+        Hear one event (a message, a presence change, an error ...).  It
+        may act on it (a bot answers, leaves); but a front end cuts off a
+        client that does not read at the end of the turn, not here: the
+        room may be in the middle of relaying to everyone.
+        """
+
+    def disconnect(reason: str, ending: Ending = Ending.REMOVED) -> None:
+        """
+        The directory has removed this participant (C{ending}: a kick or a
+        ban, or L{Ending.LOST}: the server lost its place): end its session.
+        It has already been told why, and its leaving announced.
+        """
 
 
 class IConnection(Interface):

@@ -113,7 +113,7 @@ class Admission:
         Count a new connection from C{host}, or refuse it: the refusal is the
         line to send.
         """
-        key = self._key(host)
+        key = self.key(host)
         if key is None:
             return None
         if self._open.get(key, 0) >= self.per_address:
@@ -139,14 +139,15 @@ class Admission:
 
     def release(self, host: str) -> None:
         """A connection that L{admit} counted has ended."""
-        key = self._key(host)
+        key = self.key(host)
         if key is None or key not in self._open:
             return
         self._open[key] -= 1
         if not self._open[key]:
             del self._open[key]
 
-    def _key(self, host: str) -> str | None:
+    def key(self, host: str) -> str | None:
+        """What C{host} is counted as: None when exempt; an IPv6 address by its /64."""
         address = _address(host)
         if address is None or any(address in network for network in self.exempt):
             return None

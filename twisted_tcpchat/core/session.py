@@ -216,9 +216,9 @@ class Session:
             self._login.heard(event)
         self.connection.send(event)
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: str, ending: Ending = Ending.REMOVED) -> None:
         if self.is_open:
-            self._close(f"disconnected ({reason})", Ending.REMOVED)
+            self._close(f"disconnected ({reason})", ending)
 
     # events from the front end
 

@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from twisted_tcpchat.core.commands import Context
 from twisted_tcpchat.core.events import Error, Event
-from twisted_tcpchat.core.interfaces import IParticipant
+from twisted_tcpchat.core.interfaces import Ending, IParticipant
 from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.frontends.render import text_of
 from twisted_tcpchat.logs import TurnLog
@@ -96,7 +96,7 @@ class Console(_TypedLines):
         for line in text_of(event).split("\n"):
             self.show(line)
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: str, ending: Ending = Ending.REMOVED) -> None:
         self.show(f"* the console was removed from the chat ({reason})")
 
 

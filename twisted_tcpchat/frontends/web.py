@@ -25,6 +25,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -57,6 +58,7 @@ NORMAL = 1000
 GOING_AWAY = 1001
 UNSUPPORTED = 1003
 POLICY = 1008
+RESTART = 1012
 TRY_LATER = 1013
 REMOVED = 4001
 REFUSED = 4003
@@ -67,6 +69,7 @@ CLOSE_CODES = {
     Ending.REFUSED: (REFUSED, "refused"),
     Ending.REMOVED: (REMOVED, "removed by an operator"),
     Ending.ENDED: (POLICY, "ended by the server's rules"),
+    Ending.LOST: (RESTART, "the server lost your place; reconnect"),
 }
 #: (Never sent: what autobahn reports when the connection went without a close.)
 ABNORMAL = 1006
@@ -335,12 +338,28 @@ class WebConnection(WebSocketServerProtocol):
         lines, sizes = lines_of(payload.decode("utf-8"), self.factory.chat.config.max_line)
         session.received(lines, sizes)
 
+    def sendCloseFrame(
+        self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
+    ) -> None:
+        # Whoever closes (we, or autobahn answering the client's close or
+        # failing it), this turn's frames go first, and none after.
+        self.send_now()
+        self._closing = True
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+
     def onPing(self, payload: bytes) -> None:
         # A pong is owed only to a client that reads: one that pings and
         # does not read would have its pongs pile up here without bound.
         # (RFC 6455 lets an endpoint answer only the latest of many pings.)
         if self._queue.queued is None and not self._closing:
             self.sendPong(payload)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        # A handshake that failed (no Upgrade, a refused Origin) never
+        # reached onConnect: its HTTP connection stops waiting here.
+        if self.factory.site is not None:
+            self.factory.site.upgraded(self.transport, websocket=False)
+        super().connectionLost(reason)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._cancel(self._abort)
@@ -362,7 +381,7 @@ class WebConnection(WebSocketServerProtocol):
     # IConnection
 
     def send(self, event: Event) -> None:
-        if self._closing:
+        if self._closing or self.state != self.STATE_OPEN:
             return
         frame = event.rendered(FRAME_KEY, frame_of)
         if self._socket is not None and not self.send_queue:
@@ -560,11 +579,30 @@ class _Root(Resource):
         return cast(Resource, notFound())
 
 
+class _Refused(Protocol):
+    """A connection the web port will not serve: closed at once, plain or TLS."""
+
+    def connectionMade(self) -> None:
+        cast(StreamTransport, self.transport).abortConnection()
+
+
 class _NoBody(Request):
     """A request that may not have a body: the page takes none, and a body is buffered whole."""
 
+    _refused = False
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if not self._refused:
+            super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)
+
     def gotLength(self, length: int | None) -> None:
         if length != 0:
+            # (What came with the headers still arrives before the abort.)
+            self._refused = True
             transport = cast(StreamTransport, self.channel.transport)
             host, port = address_parts(transport.getPeer())
             log.info(
@@ -611,7 +649,7 @@ class WebSite(Site):
         super().__init__(root, requestFactory=_NoBody, timeout=HTTP_IDLE, reactor=clock)
         self.chat = chat
         self.clock = clock
-        self.waiting: dict[object, tuple[str, IDelayedCall, Any]] = {}
+        self.waiting: dict[object, tuple[str | None, IDelayedCall, Any]] = {}
         self._per_host: Counter[str] = Counter()
 
     def log(self, request: Any) -> None:
@@ -628,18 +666,21 @@ class WebSite(Site):
                 address=host,
                 reason=refusal,
             )
-            return None  # (Twisted closes the connection)
+            # (Not None: a TLS port would wrap None and keep the connection.)
+            return _Refused()
         channel = super().buildProtocol(addr)
         made = channel.makeConnection
         lost = channel.connectionLost
 
         connection: list[Any] = [None]
+        key = self.chat.admission.key(host)
 
         def connection_made(transport: Any) -> None:
             connection[0] = transport
             call = self.clock.callLater(HTTP_LIFETIME, self._expire, transport)
-            self.waiting[transport] = (host, call, channel)
-            self._per_host[host] += 1
+            self.waiting[transport] = (key, call, channel)
+            if key is not None:
+                self._per_host[key] += 1
             made(transport)
 
         def connection_lost(reason: Any) -> None:
@@ -657,11 +698,8 @@ class WebSite(Site):
         if len(self.waiting) + chat.client_count >= chat.max_clients:
             return f"server full ({chat.max_clients} clients)"
         per_address = chat.config.per_address
-        if (
-            per_address
-            and self._per_host[host] >= per_address
-            and not chat.admission.is_exempt(host)
-        ):
+        key = chat.admission.key(host)  # (None: exempt; IPv6 by its /64)
+        if per_address and key is not None and self._per_host[key] >= per_address:
             return f"more than {per_address} connections from the address"
         return None
 
@@ -670,7 +708,7 @@ class WebSite(Site):
         entry = self.waiting.pop(transport, None)
         if entry is None:
             return
-        host, call, channel = entry
+        key, call, channel = entry
         if call.active():
             call.cancel()
         if websocket:
@@ -678,9 +716,10 @@ class WebSite(Site):
             self.clock.callLater(0, _let_go, channel)
         else:
             _let_go(channel)
-        self._per_host[host] -= 1
-        if not self._per_host[host]:
-            del self._per_host[host]
+        if key is not None:
+            self._per_host[key] -= 1
+            if not self._per_host[key]:
+                del self._per_host[key]
 
     def _expire(self, transport: Any) -> None:
         if transport in self.waiting:

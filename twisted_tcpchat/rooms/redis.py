@@ -57,7 +57,7 @@ from twisted_tcpchat.core.events import (
     Topic,
     Whois,
 )
-from twisted_tcpchat.core.interfaces import ChatObserver, IDirectory, IParticipant, Origin
+from twisted_tcpchat.core.interfaces import ChatObserver, Ending, IDirectory, IParticipant, Origin
 from twisted_tcpchat.core.limits import Bans, Network, network_of, parse_network, within
 from twisted_tcpchat.core.names import (
     RESERVED_NAMES,
@@ -1731,7 +1731,7 @@ class RedisDirectory:
             local.gone = True
             self._unseat(local)
             participant.receive(Error("this server lost its place in the chat; please reconnect"))
-            participant.disconnect("node lost")
+            participant.disconnect("node lost", Ending.LOST)
 
     def _check_epoch(self) -> None:
         """Redis answered for another epoch: it lost its data, our connection staying up."""
@@ -1789,6 +1789,6 @@ class RedisDirectory:
                     Error("this server lost track of your name, and someone has it now; reconnect")
                 )
                 self.leave(participant, "name lost")
-                participant.disconnect("name lost")
+                participant.disconnect("name lost", Ending.LOST)
 
         return answered

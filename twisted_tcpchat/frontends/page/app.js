@@ -29,6 +29,8 @@
     retry: 0, // reconnections since the last welcome
     retryTimer: null,
     wantName: "", // the name to take again after a reconnect
+    names: new Set(), // every name this page has had: its lines in history are its own
+    loginSent: false, // a /login went out on this connection, not yet answered
     nameTries: 0,
     hiddenUnread: 0,
   };
@@ -216,6 +218,8 @@
     you(e) {
       const oldName = state.name;
       state.name = e.name;
+      state.names.add(e.name);
+      state.loginSent = false;
       state.operator = !!e.operator;
       if (e.change === "welcome" || e.change === "moved") {
         const first = e.change === "welcome";
@@ -375,9 +379,10 @@
     },
     error(e) {
       entry(state.room, { who: "error", text: e.text, kind: "error" });
-      if (!state.loggedIn && state.credentials) {
-        // The login we kept no longer works (or the name is still held by
-        // our old connection): ask the person.
+      if (!state.loggedIn && state.loginSent) {
+        // The login we sent did not work (wrong now, or the name still held
+        // by our old connection): ask the person.
+        state.loginSent = false;
         state.credentials = null;
         needLogin();
       } else if (state.wantName && /is taken/.test(e.text) && state.nameTries < 6) {
@@ -399,7 +404,7 @@
     if (e.seq > (state.seen.get(key) || 0)) state.seen.set(key, e.seq);
     const room = state.rooms.get(key);
     if (room && e.seq > room.seq) room.seq = e.seq;
-    const mine = e.sender === state.name;
+    const mine = state.names.has(e.sender);
     // Our own lines were shown when we said them: not again when the server
     // echoes them (--echo), nor when they come back in a room's history.
     if (mine && ownEcho(e.type === "action" ? [e.text] : e.lines, history ? key : "")) return;
@@ -457,7 +462,7 @@
 
   function needLogin() {
     if (state.credentials) {
-      send(`/login ${state.credentials[0]} ${state.credentials[1]}`);
+      state.loginSent = send(`/login ${state.credentials[0]} ${state.credentials[1]}`);
       return;
     }
     $("login-form").hidden = false;
@@ -490,6 +495,7 @@
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     state.ws = ws;
     state.quiet = { members: 0, rooms: 0 };
+    state.loginSent = false;
     setStatus(state.retry ? "reconnecting" : "connecting", state.retry ? "reconnecting…" : "connecting…");
     ws.addEventListener("open", () => {
       state.loggedIn = false;
@@ -547,7 +553,10 @@
     const line = say.value;
     if (!line.trim()) return;
     const login = /^\/login\s+(\S+)\s+(\S+)/i.exec(line);
-    if (login) state.credentials = [login[1], login[2]];
+    if (login) {
+      state.credentials = [login[1], login[2]];
+      state.loginSent = true;
+    }
     if (!send(line)) {
       server("not connected; your line was not sent", "error");
       return;
@@ -579,7 +588,7 @@
     if (!name || !password) return;
     state.credentials = [name, password];
     $("login-password").value = "";
-    send(`/login ${name} ${password}`);
+    state.loginSent = send(`/login ${name} ${password}`);
   });
 
   $("join-form").addEventListener("submit", (event) => {
