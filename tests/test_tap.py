@@ -457,3 +457,17 @@ class WebOptionsTests(SynchronousTestCase):
     def test_web_without_the_library_says_what_to_install(self) -> None:
         self.patch(tap, "web_available", lambda: False)
         self.assertRefused(["--web", "tcp:0"], "pip install 'twisted-tcpchat[web]'")
+
+
+class MetadataTests(SynchronousTestCase):
+    def test_classifiers(self) -> None:
+        """What a PyPI user filters by: the framework, the topic, typed."""
+        from importlib.metadata import metadata
+
+        classifiers = metadata("twisted-tcpchat").get_all("Classifier") or []
+        for expected in (
+            "Framework :: Twisted",
+            "Topic :: Communications :: Chat",
+            "Typing :: Typed",
+        ):
+            self.assertIn(expected, classifiers)

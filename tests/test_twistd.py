@@ -261,3 +261,19 @@ def test_uid_gid_drop_privileges_after_listening(tmp_path: Path) -> None:
         assert result.stdout.endswith(b"Goodbye.\r\n")
     finally:
         process.stop()
+
+
+def test_a_logfile_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    """twistd --logfile in a missing or unwritable place: one line and exit 1, no traceback."""
+    for logfile in (tmp_path / "missing" / "tcpchat.log", tmp_path):
+        result = subprocess.run(
+            [installed_script("twistd"), "-n", f"--logfile={logfile}", "tcpchat", "--port", "0"],
+            capture_output=True,
+            cwd=tmp_path,
+            timeout=DEADLINE,
+            check=False,
+        )
+        assert result.returncode == 1
+        lines = result.stderr.decode().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"tcpchat: --logfile: cannot open '{logfile}': "), lines

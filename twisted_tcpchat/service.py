@@ -7,6 +7,7 @@ twistd plugin (L{twisted_tcpchat.tap}) builds the same thing from options.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
+from twisted_tcpchat import systemd
 from twisted_tcpchat.core.commands import Commands
 from twisted_tcpchat.core.config import DEFAULT_PORT, ChatConfig
 from twisted_tcpchat.core.interfaces import IDirectory
@@ -179,6 +181,8 @@ class ChatService(MultiService):
         start = getattr(server.directory, "start", None)
         if start is not None:  # a directory with a life of its own (Redis)
             start()
+        addresses = ", ".join(str(Peer(*address_parts(port.getHost()), "")) for port in self.ports)
+        systemd.notify(f"READY=1\nSTATUS=listening on {addresses}\nMAINPID={os.getpid()}")
         if self.console:
             from twisted.internet.stdio import StandardIO
 
@@ -240,6 +244,7 @@ class ChatService(MultiService):
             )
 
     def stopService(self) -> Deferred[None]:
+        systemd.notify("STOPPING=1")
         children = super().stopService()  # (workers, when there are)
         stopped = [port.stopListening() for port in self.ports]
         self.ports = []

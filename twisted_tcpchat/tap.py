@@ -279,6 +279,20 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         """Listen on a Twisted endpoint: tcp:65432, tcp6:65432:interface=\\:\\:1, unix:/run/tcpchat.sock (repeatable; with it, --port and --interface add a listener only when given). [default: tcp6:65432:interface=\\:\\:]"""  # noqa: E501
         self["listen"].append(description)
 
+    def opt_version(self) -> None:
+        """Print tcpchat's version, Twisted's and Python's, and exit."""
+        import platform
+        import sys
+
+        import twisted
+        import twisted_tcpchat
+
+        print(
+            f"tcpchat {twisted_tcpchat.__version__} "
+            f"(Twisted {twisted.__version__}, Python {platform.python_version()})"
+        )
+        sys.exit(0)
+
     def opt_web(self, description: str) -> None:
         """Serve the web page at / and its WebSocket at /ws on a Twisted endpoint: tcp:8080, ssl:8443:privateKey=KEY:certKey=CERT (repeatable; needs the [web] extra)."""  # noqa: E501
         self["web"].append(description)
@@ -381,6 +395,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         except ValueError as e:
             raise usage.UsageError(f"--{e}") from None
         self._check_console()
+        self._check_logfile()
         self._check_redis()
         if self["credCheckers"] and (self["classic"] or self["once"]):
             raise usage.UsageError(
@@ -444,6 +459,21 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         if not redis_available():
             raise usage.UsageError(INSTALL_HINT)
 
+    def _check_logfile(self) -> None:
+        """
+        A twistd --logfile that cannot be opened: one line now, not a
+        traceback once twistd tries (it opens the file after our options).
+        """
+        parent = getattr(self, "parent", None)
+        path = parent.get("logfile") if parent is not None else None
+        if not path or path == "-":
+            return
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as e:
+            raise usage.UsageError(f"--logfile: cannot open {path!r}: {e.strerror or e}") from None
+
     def _check_console(self) -> None:
         if not self["console"]:
             return
@@ -497,6 +527,13 @@ def _check_endpoint(option: str, description: str, reactor: IReactorCore) -> Non
         )
     try:
         serverFromString(reactor, description)
+    except IndexError:
+        if not description.startswith("systemd:"):
+            raise
+        raise usage.UsageError(
+            f"--{option}: no socket passed by systemd for {description!r} (systemd passes "
+            "them to a service started by its .socket unit: docs/systemd.md)"
+        ) from None
     except (ValueError, TypeError, KeyError, OSError) as e:
         raise usage.UsageError(f"--{option}: bad endpoint {description!r}: {e}") from None
     except Exception as e:  # e.g. OpenSSL.SSL.Error for a key that is not one

@@ -27,6 +27,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from twisted_tcpchat.systemd import NOTIFY_SOCKET
+
 log = Logger(namespace="tcpchat")
 
 #: The environment variable that tells a worker which descriptors to adopt:
@@ -140,6 +142,7 @@ class WorkerPool(Service):
     def _spawn(self, number: int) -> None:
         sockets, fds = self._sockets()
         env = dict(os.environ)
+        env.pop(NOTIFY_SOCKET, None)  # (the first process alone speaks to systemd)
         env[INHERITED] = sockets
         env["TCPCHAT_WORKER"] = str(number)
         env["TCPCHAT_PARENT"] = str(os.getpid())
