@@ -264,6 +264,22 @@ def start_twistd(
     return process, int(match.group(1))
 
 
+def refused_in_one_line(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run C{twistd ARGS}, which must end with status 1 and one line on stderr: that line."""
+    result = subprocess.run(
+        [installed_script("twistd"), *args],
+        capture_output=True,
+        cwd=cwd,
+        timeout=DEADLINE,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1, result
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 def need(program: str) -> str:
     """The path of a program the tests use; a clear failure when it is missing."""
     import shutil

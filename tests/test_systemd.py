@@ -14,7 +14,14 @@ import subprocess
 from pathlib import Path
 
 import twisted_tcpchat
-from tests.helpers import DEADLINE, Process, installed_script, need, start_twistd
+from tests.helpers import (
+    DEADLINE,
+    Process,
+    installed_script,
+    need,
+    refused_in_one_line,
+    start_twistd,
+)
 from tests.redis_server import free_port
 from twisted_tcpchat.systemd import notify
 
@@ -95,19 +102,11 @@ def test_socket_activation(tmp_path: Path) -> None:
 
 def test_a_systemd_endpoint_without_systemd_is_one_line(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LISTEN_")}
-    result = subprocess.run(
-        [installed_script("twistd"), "-n", "tcpchat", "--listen", "systemd:domain=INET:index=0"],
-        capture_output=True,
-        cwd=tmp_path,
-        timeout=DEADLINE,
-        env=env,
-        check=False,
+    line = refused_in_one_line(
+        ["-n", "tcpchat", "--listen", "systemd:domain=INET:index=0"], tmp_path, env
     )
-    assert result.returncode == 1
-    lines = result.stderr.decode().splitlines()
-    assert len(lines) == 1, lines
-    assert "no socket passed by systemd" in lines[0]
-    assert "IndexError" not in lines[0]
+    assert "no socket passed by systemd" in line
+    assert "IndexError" not in line
 
 
 def test_version(tmp_path: Path) -> None:

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DEADLINE, Process, installed_script, start_twistd, wait_for, welcome
+from tests.helpers import (
+    DEADLINE,
+    Process,
+    installed_script,
+    refused_in_one_line,
+    start_twistd,
+    wait_for,
+    welcome,
+)
 from twisted_tcpchat.core.config import DEFAULT_GREETING
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,14 +274,7 @@ def test_uid_gid_drop_privileges_after_listening(tmp_path: Path) -> None:
 def test_a_logfile_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
     """twistd --logfile in a missing or unwritable place: one line and exit 1, no traceback."""
     for logfile in (tmp_path / "missing" / "tcpchat.log", tmp_path):
-        result = subprocess.run(
-            [installed_script("twistd"), "-n", f"--logfile={logfile}", "tcpchat", "--port", "0"],
-            capture_output=True,
-            cwd=tmp_path,
-            timeout=DEADLINE,
-            check=False,
+        line = refused_in_one_line(
+            ["-n", f"--logfile={logfile}", "tcpchat", "--port", "0"], tmp_path
         )
-        assert result.returncode == 1
-        lines = result.stderr.decode().splitlines()
-        assert len(lines) == 1, lines
-        assert lines[0].startswith(f"tcpchat: --logfile: cannot open '{logfile}': "), lines
+        assert line.startswith(f"tcpchat: --logfile: cannot open '{logfile}': "), line
