@@ -7,6 +7,8 @@ writes a read's log only after its lines went out.
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 from typing import cast
 
 import pytest_twisted
@@ -15,7 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs, eventAsJSON, formatEvent
 
-from tests.helpers import DEADLINE, Client, messages
+from tests.helpers import DEADLINE, Client, Process, installed_script, messages
 from tests.test_loopback import dial, eventually, start
 from twisted_tcpchat import logs
 from twisted_tcpchat.core.config import ChatConfig
@@ -221,3 +223,58 @@ def test_a_read_is_logged_under_the_name_it_was_sent_with() -> None:
     said = [formatEvent(e) for e in events if "said" in e]
     assert said[0] == "guest1 (127.0.0.1:40001) sent 2 bytes: hi", said
     assert any("is now known as bob" in formatEvent(e) for e in events)
+
+
+def _records(process: Process) -> list[dict[str, object]]:
+    """The JSON log records a process has written on its output so far."""
+    records = []
+    for line in process.lines:
+        line = line.lstrip("\x1e")  # (each record starts with RS: RFC 7464)
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    return records
+
+
+def test_json_records_of_a_chat_line_and_a_refusal(tmp_path: Path) -> None:
+    """
+    twistd --logger twisted_tcpchat.logs.json_stdout: a chat line is one
+    record with room, name, address, port, size and text as fields; a
+    refusal has the address and the reason.
+    """
+    process = Process(
+        [
+            installed_script("twistd"),
+            "-n",
+            "--pidfile=",
+            "--logger",
+            "twisted_tcpchat.logs.json_stdout",
+            "tcpchat",
+            "--port",
+            "0",
+            "--interface",
+            "127.0.0.1",
+            "--max-clients",
+            "1",
+        ],
+        tmp_path,
+    )
+    try:
+        process.wait_for_output(r'"log_format": "tcpchat listening on')
+        listening = next(r for r in _records(process) if "listening on" in str(r["log_format"]))
+        port = int(str(listening["address"]).rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
+            client.recv(100)
+            client.sendall("hello, 世界\n".encode())
+            process.wait_for_output(r'"text": "hello, ')
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as second:
+                second.recv(100)
+                process.wait_for_output(r'"reason": "server full')
+            said = next(r for r in _records(process) if r.get("text") == "hello, 世界")
+            assert (said["room"], said["name"], said["address"]) == ("lobby", "guest1", "127.0.0.1")
+            assert said["size"] == len("hello, 世界".encode())
+            assert isinstance(said["port"], int)
+            refused = next(r for r in _records(process) if "reason" in r)
+            assert refused["address"] == "127.0.0.1"
+            assert str(refused["reason"]).startswith("server full (1 clients)")
+    finally:
+        process.stop()

@@ -81,3 +81,17 @@ def release() -> None:
     events, _held.events = _held.events, []
     for logger, level, format, kwargs in events:
         Logger.emit(logger, level, format, **_made(kwargs))
+
+
+def json_stdout() -> Any:
+    """
+    A log observer that writes each event as one JSON record on standard
+    output, its data as separate fields, for C{twistd --logger
+    twisted_tcpchat.logs.json_stdout} (under systemd, the journal gets
+    them; C{twist --log-format json} does the same without this).
+    """
+    import sys
+
+    from twisted.logger import jsonFileLogObserver
+
+    return jsonFileLogObserver(sys.stdout)

@@ -227,7 +227,14 @@ class Session:
         The server will not take this client (C{later}: not now, as when
         it is full): one line, then close.
         """
-        log.info("{peer} refused: error: {error}", peer=str(self.peer), error=error)
+        log.info(
+            "{peer} refused: error: {error}",
+            peer=str(self.peer),
+            error=error,
+            address=self.peer.host,
+            port=self.peer.port,
+            reason=error,
+        )
         self.connection.send(Error(error))
         self._move(Phase.CLOSING)
         self.ending = Ending.BUSY if later else Ending.REFUSED

@@ -322,8 +322,14 @@ class ChatProtocol(Protocol):
             unwelcome = self._server.unwelcome(self.peer().host)
             if unwelcome is not None:
                 # No handshake for an address that may not come in.
+                peer = self.peer()
                 log.info(
-                    "{peer} refused before TLS: error: {why}", peer=str(self.peer()), why=unwelcome
+                    "{peer} refused before TLS: error: {why}",
+                    peer=str(peer),
+                    why=unwelcome,
+                    address=peer.host,
+                    port=peer.port,
+                    reason=unwelcome,
                 )
                 self._closing = True
                 transport.abortConnection()
