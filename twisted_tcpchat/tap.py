@@ -234,6 +234,13 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "unix:///PATH?db=DB. [default: in this process only]",
         ],
         [
+            "ban-file",
+            None,
+            None,
+            "Keep bans in this file across restarts (written atomically at each /ban and "
+            "/unban). With --redis they are kept in Redis.",
+        ],
+        [
             "workers",
             None,
             "1",
@@ -391,6 +398,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 operators=tuple(self["operators"]),
                 tls_timeout=_number("tls-timeout", self["tls-timeout"]),
                 redis=self["redis"],
+                ban_file=self["ban-file"],
             )
         except ValueError as e:
             raise usage.UsageError(f"--{e}") from None
@@ -447,7 +455,10 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         if workers > 1 and self["console"]:
             raise usage.UsageError("--workers: the console needs one process; leave one out")
         if self["redis"] is None:
+            self._check_ban_file()
             return
+        if self["ban-file"] is not None:
+            raise usage.UsageError("--ban-file: with --redis the bans are kept in Redis")
         if self["classic"] or self["once"]:
             raise usage.UsageError("--redis: --classic and --once have no names nor rooms to share")
         from twisted_tcpchat.rooms.redislink import INSTALL_HINT, RedisAddress, redis_available
@@ -458,6 +469,21 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             raise usage.UsageError(f"--{e}") from None
         if not redis_available():
             raise usage.UsageError(INSTALL_HINT)
+
+    def _check_ban_file(self) -> None:
+        """A ban file that cannot be read or written: one line now, not at the first /ban."""
+        path = self["ban-file"]
+        if path is None:
+            return
+        from twisted_tcpchat.core.limits import Bans
+
+        try:
+            Bans(path)
+        except ValueError as e:
+            raise usage.UsageError(f"--{e}") from None
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.access(directory, os.W_OK):
+            raise usage.UsageError(f"--ban-file: cannot write in {directory!r}")
 
     def _check_logfile(self) -> None:
         """

@@ -73,6 +73,9 @@ class ChatConfig:
     @ivar deny: networks refused, unless also allowed.
     @ivar operators: login names that may /kick and /ban.
     @ivar tls_timeout: seconds a TLS handshake may take.
+    @ivar redis: the Redis that makes this process a node of a shared chat.
+    @ivar ban_file: where bans are kept across restarts (in memory only:
+        None); with C{redis}, Redis keeps them.
     """
 
     greeting: str = DEFAULT_GREETING
@@ -108,6 +111,7 @@ class ChatConfig:
     operators: tuple[str, ...] = ()
     tls_timeout: float = 10.0
     redis: str | None = None
+    ban_file: str | None = None
 
     def __post_init__(self) -> None:
         try:

@@ -6,8 +6,12 @@ networks).  The time is always passed in, so tests need no clock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+import json
+import os
+import tempfile
 from collections import deque
 from collections.abc import Iterable
 
@@ -234,18 +238,46 @@ def network_of(host: str) -> Network | None:
 
 class Bans:
     """
-    Banned networks, each until a time or for as long as the server runs.
-    Held in memory only: a restart lifts them.
+    Banned networks, each until a time or until lifted.  In memory only (a
+    restart lifts them), or kept in a file (C{path}), read at the start and
+    written again, atomically, at each change.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | None = None, now: float = 0.0) -> None:
         self._until: dict[Network, float | None] = {}
+        self.path = path
+        if path is not None and os.path.exists(path):
+            for network, until in _read_bans(path):
+                if until is None or until > now:
+                    self._until[network] = until
 
     def add(self, network: Network, until: float | None) -> None:
         self._until[network] = until
+        self._save()
 
     def remove(self, network: Network) -> bool:
-        return self._until.pop(network, False) is not False
+        removed = self._until.pop(network, False) is not False
+        if removed:
+            self._save()
+        return removed
+
+    def _save(self) -> None:
+        """Write the bans to the file, if any: a new file renamed over the old."""
+        if self.path is None:
+            return
+        bans = [{"network": str(network), "until": until} for network, until in self._until.items()]
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, temporary = tempfile.mkstemp(prefix=".bans-", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(bans, out, indent=1)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     def ban_on(self, host: str, now: float) -> tuple[Network, float | None] | None:
         """The ban that covers C{host} now, if any, as (network, until)."""
@@ -288,3 +320,27 @@ class Bans:
             left = for_good if until is None else f"{format_idle(until - now)} left"
             lines.append(f"  {network} ({left})")
         return lines
+
+
+def _read_bans(path: str) -> list[tuple[Network, float | None]]:
+    """
+    The bans kept in the file at C{path}; ValueError, in one line, for a
+    file that cannot be read or is not such a list.
+    """
+    try:
+        with open(path, encoding="utf-8") as kept:
+            entries = json.load(kept)
+        bans = []
+        for entry in entries:
+            until = entry["until"]
+            if until is not None and not isinstance(until, (int, float)):
+                raise TypeError("until")
+            network = ipaddress.ip_network(str(entry["network"]), strict=False)
+            bans.append((network, None if until is None else float(until)))
+    except OSError as e:
+        raise ValueError(f"ban-file: cannot read {path!r}: {e.strerror or e}") from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(
+            f"ban-file: {path!r} is not a list of bans written by tcpchat ({type(e).__name__})"
+        ) from None
+    return bans

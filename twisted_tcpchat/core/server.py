@@ -52,7 +52,7 @@ def directory_for(config: ChatConfig, clock: IReactorTime) -> IDirectory:
         return RedisDirectory(clock, clock, RedisAddress.parse(config.redis), **settings)  # type: ignore[arg-type]
     from twisted_tcpchat.rooms.memory import Directory
 
-    return Directory(clock, **settings)  # type: ignore[arg-type]
+    return Directory(clock, ban_file=config.ban_file, **settings)  # type: ignore[arg-type]
 
 
 class ChatServer:

@@ -245,6 +245,8 @@ class Directory:
         enters with one).
     @param room_idle: seconds an empty room without a topic outlives its
         last line.
+    @param ban_file: where bans are kept across restarts (written
+        atomically at each change); None: in memory only.
     """
 
     def __init__(
@@ -260,6 +262,7 @@ class Directory:
         quiet_presence: bool = False,
         reserved: Iterable[str] = RESERVED_NAMES,
         room_idle: float = ROOM_IDLE,
+        ban_file: str | None = None,
     ) -> None:
         if create_rooms not in CREATE_ROOMS:
             raise ValueError(f"create-rooms: {create_rooms!r} is not one of {CREATE_ROOMS}")
@@ -273,7 +276,9 @@ class Directory:
         self._by_name: dict[str, _Member] = {}
         self._rooms: dict[str, Room] = {}
         self._guests = itertools.count(1)
-        self._bans = Bans()
+        self._bans = Bans(ban_file, clock.seconds()) if ban_file else Bans()
+        # What a ban without end lasts: kept in a file, until lifted.
+        self._for_good = " until the server restarts" if ban_file is None else " until lifted"
         self._observers: list[ChatObserver] = []
         for text in (default_room, *rooms):
             name = room_name(text)
@@ -499,9 +504,7 @@ class Directory:
                 return
         until = None if duration is None else self._clock.seconds() + duration
         self._bans.add(network, until)
-        how_long = (
-            "until the server restarts" if duration is None else f"for {format_idle(duration)}"
-        )
+        how_long = self._for_good.strip() if duration is None else f"for {format_idle(duration)}"
         log.info(
             "{op} banned {network} {how_long}",
             op=operator.name,
@@ -528,11 +531,12 @@ class Directory:
     def list_bans(self, participant: IParticipant) -> None:
         if self._operator(participant) is None:
             return
-        for line in self._bans.report(self._clock.seconds(), "until restart"):
+        for_good = "until restart" if self._bans.path is None else "until lifted"
+        for line in self._bans.report(self._clock.seconds(), for_good):
             participant.receive(Notice(line))
 
     def banned(self, address: str) -> str | None:
-        return self._bans.refusal(address, self._clock.seconds(), " until the server restarts")
+        return self._bans.refusal(address, self._clock.seconds(), self._for_good)
 
     # observers
 
