@@ -220,6 +220,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             "Seconds without a line before a client is disconnected (0: never).",
         ],
         [
+            "probe-grace",
+            None,
+            "0.25",
+            "Seconds a new client is greeted but not yet in a room unless it sends "
+            "something: a health check that connects and closes within them (nc -z) "
+            "is never announced (0: in at once).",
+        ],
+        [
             "tls-timeout",
             None,
             "10",
@@ -392,6 +400,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 connect_rate=_integer("connect-rate", self["connect-rate"], 1),
                 exempt=LOOPBACK if self["exempt"] is None else tuple(self["exempt"]),
                 idle_timeout=_number("idle-timeout", self["idle-timeout"], positive=False),
+                probe_grace=_number("probe-grace", self["probe-grace"], positive=False),
                 keepalive=_integer("keepalive", self["keepalive"], 0),
                 allow=tuple(self["allow"]),
                 deny=tuple(self["deny"]),

@@ -66,6 +66,11 @@ class ChatConfig:
     @ivar exempt: networks (CIDR) free of the per-address and flood limits.
     @ivar idle_timeout: seconds without a line before a client is
         disconnected (0: never).
+    @ivar probe_grace: seconds a new TCP client is greeted but not yet in a
+        room, unless it sends something first: a health check that
+        connects and closes within them (C{nc -z}) is never announced,
+        sent history or listed (0: in at once, the library's default;
+        twistd's is 0.25).
     @ivar keepalive: seconds of silence before TCP keepalive probes start
         (then every 10 s, 6 times: a vanished peer is noticed in about
         keepalive + 60 s); 0 leaves keepalive off.
@@ -105,6 +110,7 @@ class ChatConfig:
     connect_rate: int = 10
     exempt: tuple[str, ...] = LOOPBACK
     idle_timeout: float = 0.0
+    probe_grace: float = 0.0
     keepalive: int = 60
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()

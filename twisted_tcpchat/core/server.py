@@ -104,10 +104,11 @@ class ChatServer:
         self.sessions: set[Session] = set()
         self._empty_waiters: list[Deferred[None]] = []
 
-    def connected(self, connection: IConnection, peer: Peer) -> Session:
+    def connected(self, connection: IConnection, peer: Peer, probe: bool = True) -> Session:
         """
         A client connected: refuse it with one line (server full, too many
-        from its address), or open its session and greet it.
+        from its address), or open its session and greet it (C{probe}: it
+        may be a health check, see L{ChatConfig.probe_grace}).
         """
         session = Session(self, connection, peer)
         unwelcome = self.unwelcome(peer.host)
@@ -119,7 +120,7 @@ class ChatServer:
             session.refuse(busy, later=True)
             return session
         self.sessions.add(session)
-        session.greet()
+        session.greet(probe)
         return session
 
     def unwelcome(self, host: str) -> str | None:

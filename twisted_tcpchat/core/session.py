@@ -157,6 +157,7 @@ class Session:
     __slots__ = (
         "__provides__",  # zope.interface keeps what an instance provides here
         "_active_at",
+        "_entering",
         "_idle_call",
         "_input_ended",
         "_login",
@@ -183,6 +184,9 @@ class Session:
         self._operator = False
         self._input_ended = False
         self._idle_call: IDelayedCall | None = None
+        # Until it is in the chat: the call that lets it in after the probe
+        # grace, or None (in already, or never to be: see greet()).
+        self._entering: IDelayedCall | None = None
         self._active_at = server.clock.seconds()
         self._login: LoginGate | None = None
         self._pacer: FloodPacer | None = None
@@ -240,8 +244,12 @@ class Session:
         self.ending = Ending.BUSY if later else Ending.REFUSED
         self.connection.close(self.ending)
 
-    def greet(self) -> None:
-        """Send the greeting, then let the client in (or ask it to log in)."""
+    def greet(self, probe: bool = True) -> None:
+        """
+        Send the greeting, then let the client in (or ask it to log in).
+        With C{probe} (a TCP client, which may be a health check), it comes
+        into a room only after the probe grace, or once it sends something.
+        """
         server = self.server
         config = server.config
         fields = {
@@ -260,7 +268,10 @@ class Session:
             self.connection.send(Notice("this server needs a login: /login NAME PASSWORD"))
         else:
             self._move(Phase.CHAT)
-            server.directory.enter(self)
+            if probe and config.probe_grace:
+                self._entering = server.clock.callLater(config.probe_grace, self._enter)
+            else:
+                server.directory.enter(self)
         if config.idle_timeout:
             self._idle_call = server.clock.callLater(config.idle_timeout, self._check_idle)
         log.info("{who} connected", who=str(self), address=self.peer.host, port=self.peer.port)
@@ -272,6 +283,8 @@ class Session:
         """
         if not lines or not self.is_open:
             return
+        if self._entering is not None:
+            self._enter()  # (a word: not a probe)
         pacer = self._pacer
         if pacer is None:
             self._handle(lines, sizes)
@@ -342,6 +355,8 @@ class Session:
             log.info("{who} disconnected ({why})", who=str(self), why=why)
         if self.phase is not Phase.CLOSED:
             self._move(Phase.CLOSED)
+        if self._entering is not None and self._entering.active():
+            self._entering.cancel()
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.cancel()
         if self._pacer is not None:
@@ -573,7 +588,20 @@ class Session:
         self.connection.send(Error(error))
         self._close(what, Ending.ENDED)
 
+    def _enter(self) -> None:
+        """The probe grace is over, or the client spoke: into the chat."""
+        call, self._entering = self._entering, None
+        if call is not None and call.active():
+            call.cancel()
+        if self.phase is Phase.CHAT:
+            self.server.directory.enter(self)
+
     def _leave_chat(self, reason: str) -> None:
+        if self._entering is not None:
+            # Gone within the probe grace without a word: a probe, never in.
+            self._entering.cancel()
+            self._entering = None
+            return
         if self.phase is Phase.CHAT:
             self.server.directory.leave(self, reason)
 

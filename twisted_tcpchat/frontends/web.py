@@ -314,7 +314,8 @@ class WebConnection(WebSocketServerProtocol):
         host, port = address_parts(transport.getPeer())
         local_host, local_port = address_parts(transport.getHost())
         server = str(Peer(local_host, local_port, ""))
-        self.session = self.factory.chat.connected(self, Peer(host, port, server))
+        # (A WebSocket handshake is no health check: in at once.)
+        self.session = self.factory.chat.connected(self, Peer(host, port, server), probe=False)
 
     def who(self) -> str:
         """Who this is, for the log."""
