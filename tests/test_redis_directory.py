@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.helpers import tcpchat_log
+from tests.helpers import DEADLINE, tcpchat_log
 from tests.redis_server import RedisServer, free_port
 from tests.test_directory import DirectoryContract
 from twisted_tcpchat.core.events import History, Message
@@ -358,6 +359,24 @@ class OutageTests(RedisCase):
         self.assertTrue(all(line.startswith("error: not delivered") for line in lines), lines)
         self.own.start()
         self.settle()
+
+    def test_health_says_when_redis_is_lost_and_back(self) -> None:
+        """What /health reports: ready and connected, lost (not ready) during an outage, back."""
+        one = self.node()
+        self.assertEqual(one.health(), {"ready": True, "redis": "connected"})
+        self.own.stop(kill=True)
+        self._until(lambda: one.health()["redis"] == "lost", "Redis noticed lost")
+        self.assertFalse(one.health()["ready"])
+        self.own.start()
+        self._until(lambda: one.health()["ready"], "Redis back")
+        self.assertEqual(one.health(), {"ready": True, "redis": "connected"})
+
+    def _until(self, condition: Any, what: str) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail(f"waited {DEADLINE} s for {what}")
+            wait(deferLater(reactor, 0.05, lambda: None))
 
     def test_a_redis_that_lost_everything_is_told_who_is_here(self) -> None:
         """Redis restarted empty (no persistence): nodes tell it who is here; names stay unique."""

@@ -877,3 +877,20 @@ class SecondReviewTests(WebTestCase):
         self.assertEqual(type(neighbour).__name__, "_Refused")
         elsewhere = self.site.buildProtocol(IPv6Address("TCP", "2001:db8:1::2", 5000))
         self.assertNotEqual(type(elsewhere).__name__, "_Refused")
+
+
+class HealthTests(WebTestCase):
+    def test_health_is_json_and_no_client(self) -> None:
+        self.browser().events()
+        answer = self.get("/health")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"content-type: application/json", head.lower())
+        self.assertEqual(json.loads(body), {"live": True, "ready": True, "clients": 1})
+        self.assertEqual(self.server.client_count, 1)
+
+    def test_not_ready_is_503(self) -> None:
+        self.server.directory.health = lambda: {"ready": False, "redis": "lost", "lost_for": 3.0}  # type: ignore[attr-defined]
+        head, _, body = self.get("/health").partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 503"), head)
+        self.assertEqual(json.loads(body)["redis"], "lost")

@@ -561,16 +561,43 @@ _FILES = {
 }
 
 
+class _Health(Resource):
+    """
+    C{/health}, for a load balancer or a service manager: 200 and C{ready}
+    true when the server can serve, 503 when not (its Redis lost), with the
+    number of clients and the directory's own state (Redis's, with
+    C{--redis}).  Asking costs nobody anything and is never a chat client.
+    """
+
+    isLeaf = True
+
+    def __init__(self, chat: ChatServer) -> None:
+        super().__init__()
+        self.chat = chat
+
+    def render_GET(self, request: Request) -> bytes:
+        report: dict[str, Any] = {"live": True, "ready": True}
+        health = getattr(self.chat.directory, "health", None)
+        if health is not None:
+            report.update(health())
+        report["clients"] = self.chat.client_count
+        request.setResponseCode(200 if report["ready"] else 503)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(report).encode("utf-8")
+
+
 class _Root(Resource):
     """C{/}: the page; C{/ws}: the WebSocket; the page's files by name."""
 
-    def __init__(self, websocket: WebSocketResource) -> None:
+    def __init__(self, websocket: WebSocketResource, chat: ChatServer) -> None:
         super().__init__()
         self._page = {
             name.encode("ascii"): _Static((PAGE / name).read_bytes(), kind)
             for name, kind in _FILES.items()
         }
         self.putChild(b"ws", websocket)
+        self.putChild(b"health", _Health(chat))
         for name, resource in self._page.items():
             self.putChild(name, resource)
 
@@ -731,6 +758,6 @@ class WebSite(Site):
 def web_site(server: ChatServer, clock: IReactorTime, origins: Sequence[str] = ()) -> WebSite:
     """The page and the WebSocket of C{server}, as a twisted.web site to listen with."""
     factory = WebFactory(server, clock, origins)
-    site = WebSite(_Root(WebSocketResource(factory)), server, clock)
+    site = WebSite(_Root(WebSocketResource(factory), server), server, clock)
     factory.site = site
     return site

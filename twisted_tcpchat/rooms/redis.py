@@ -444,6 +444,19 @@ class RedisDirectory:
         self._ready_waiters.append(waiter)
         return waiter
 
+    def health(self) -> dict[str, Any]:
+        """
+        For a health check: whether this node can serve (C{ready}: in the
+        chat through Redis), and Redis's state: C{connected}, C{connecting}
+        (not yet), or C{lost} (for C{lost_for} seconds; lines are held).
+        """
+        if self._lost_at is not None:
+            lost_for = round(self._reactor.seconds() - self._lost_at, 1)
+            return {"ready": False, "redis": "lost", "lost_for": lost_for}
+        if not (self._first_done and self._reader_id is not None):
+            return {"ready": False, "redis": "connecting"}
+        return {"ready": True, "redis": "connected"}
+
     def when_settled(self) -> Deferred[None]:
         """
         A Deferred that fires once every request made so far is answered and
