@@ -472,3 +472,23 @@ class MetadataTests(SynchronousTestCase):
             "Typing :: Typed",
         ):
             self.assertIn(expected, classifiers)
+
+
+class HelpTests(SynchronousTestCase):
+    def test_every_option_is_in_one_group(self) -> None:
+        """A new option cannot be left out of --help: each is in exactly one group."""
+        from twisted_tcpchat.tap import HELP_GROUPS
+
+        options = {opt.rstrip("=") for opt in Options().longOpt}
+        grouped = [name for _, names in HELP_GROUPS for name in names]
+        self.assertEqual(sorted(grouped), sorted(set(grouped)))
+        self.assertEqual(set(grouped), options)
+
+    def test_groups_in_order_then_examples(self) -> None:
+        text = Options().getUsage(width=100)
+        headings = ["Listening:", "Rooms and conversation:", "Limits:", "Security:", "Operations:"]
+        places = [text.index(heading) for heading in headings]
+        self.assertEqual(places, sorted(places))
+        self.assertEqual(text.count("--port="), 1)
+        self.assertGreater(text.index("Examples:"), places[-1])
+        self.assertIn("twistd -n tcpchat --port 65432 --web tcp:8080", text)

@@ -8,6 +8,7 @@ import ipaddress
 import math
 import os
 import socket
+import textwrap
 from importlib.util import find_spec
 from typing import cast
 
@@ -81,6 +82,66 @@ def _number(option: str, value: str, positive: bool = True) -> float:
 
 
 _FIELDS_HELP = "; ".join(f"{{{k}}}: {v}" for k, v in GREETING_FIELDS.items())
+
+
+#: How `twistd tcpchat --help` groups the options (every one is in a group:
+#: tests/test_tap.py checks).
+HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Listening",
+        ("port", "interface", "listen", "backlog", "web", "web-origin", "redis", "workers"),
+    ),
+    (
+        "Rooms and conversation",
+        (
+            "greeting",
+            "exit-word",
+            "default-room",
+            "room",
+            "create-rooms",
+            "max-rooms",
+            "history",
+            "echo",
+            "quiet-presence",
+            "encoding",
+            "quiet-time",
+            "console",
+            "console-name",
+            "classic",
+            "once",
+        ),
+    ),
+    (
+        "Limits",
+        (
+            "max-clients",
+            "per-address",
+            "connect-rate",
+            "exempt",
+            "max-line",
+            "max-unterminated",
+            "flood-rate",
+            "flood-burst",
+            "flood-queue",
+            "send-queue",
+            "idle-timeout",
+            "probe-grace",
+            "keepalive",
+            "tls-timeout",
+        ),
+    ),
+    ("Security", ("auth", "help-auth", "help-auth-type", "op", "allow", "deny", "ban-file")),
+    ("Operations", ("version", "help")),
+)
+
+#: The examples at the end of `twistd tcpchat --help`.
+HELP_EXAMPLES = """Examples:
+  twistd -n tcpchat --port 65432 --web tcp:8080
+      the chat on port 65432, and its page in a browser on port 8080
+  twistd -n tcpchat --listen ssl:6697:privateKey=key.pem:certKey=cert.pem \\
+      --auth file:users.txt --op alice --ban-file bans.json
+      TLS only, with logins, an operator, and bans kept across restarts
+"""
 
 
 class Options(usage.Options, strcred.AuthOptionMixin):
@@ -293,6 +354,31 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint: tcp:65432, tcp6:65432:interface=\\:\\:1, unix:/run/tcpchat.sock (repeatable; with it, --port and --interface add a listener only when given). [default: tcp6:65432:interface=\\:\\:]"""  # noqa: E501
         self["listen"].append(description)
+
+    def getUsage(self, width: int | None = None) -> str:
+        """The options in groups (L{HELP_GROUPS}), then two examples."""
+        if not width:
+            width = int(os.environ.get("COLUMNS", "80"))
+        short = {long: key for key, long in self.synonyms.items() if key != long and len(key) == 1}
+        kinds = {
+            opt.rstrip("="): "parameter" if opt.endswith("=") else "flag" for opt in self.longOpt
+        }
+        parts = []
+        for title, names in HELP_GROUPS:
+            described = [
+                {
+                    "long": name,
+                    "short": short.get(name),
+                    "doc": self.docs[name],
+                    "optType": kinds[name],
+                    "default": self.defaults.get(name),
+                    "dispatch": self._dispatch.get(name),
+                }
+                for name in names
+            ]
+            parts.append(f"{title}:\n" + "".join(usage.docMakeChunks(described, width)))
+        longdesc = "\n".join(textwrap.wrap(self.longdesc, width))
+        return "\n".join([*parts, longdesc, "", HELP_EXAMPLES])
 
     def opt_version(self) -> None:
         """Print tcpchat's version, Twisted's and Python's, and exit."""
