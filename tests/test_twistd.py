@@ -278,3 +278,17 @@ def test_a_logfile_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
             ["-n", f"--logfile={logfile}", "tcpchat", "--port", "0"], tmp_path
         )
         assert line.startswith(f"tcpchat: --logfile: cannot open '{logfile}': "), line
+
+
+def test_sighup_tells_clients_and_the_log(twistd) -> None:  # type: ignore[no-untyped-def]
+    """SIGHUP (a closed terminal): clients read 'server shutting down', the log says why."""
+    port = twistd()
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline() == DEFAULT_GREETING.encode() + b"\r\n"
+        server = twistd.processes[0]
+        server.popen.send_signal(signal.SIGHUP)
+        rest = reader.read()
+        assert rest.endswith(b"server shutting down\r\n"), rest
+        assert server.wait() == -signal.SIGHUP
+    assert "SIGHUP: shutting down, clients told" in server.output

@@ -7,21 +7,27 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import signal
 import socket
 import textwrap
+import threading
 from importlib.util import find_spec
-from typing import cast
+from typing import Any, cast
 
+from twisted.application.service import Service
 from twisted.cred import strcred
 from twisted.cred.credentials import IUsernamePassword
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.interfaces import IReactorCore
+from twisted.logger import Logger
 from twisted.python import usage
 
 from twisted_tcpchat.core.config import CREATE_ROOMS, DEFAULT_GREETING, DEFAULT_PORT, ChatConfig
 from twisted_tcpchat.core.limits import LOOPBACK
 from twisted_tcpchat.service import ChatService, make_service
 from twisted_tcpchat.text.templates import GREETING_FIELDS
+
+log = Logger(namespace="tcpchat")
 
 #: Pending connections the kernel may hold; Twisted's default is 50 and
 #: ncat's 10, which loses clients that arrive in bursts.  511 is what
@@ -634,6 +640,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             workers.WorkerPool(service, self["workers"], self._argv, reactor).setServiceParent(
                 service
             )
+        Hangup(reactor).setServiceParent(service)
         parent = os.environ.get("TCPCHAT_PARENT")
         if parent and os.environ.get(workers.INHERITED):
             workers.ParentWatch(reactor, int(parent)).setServiceParent(service)
@@ -670,6 +677,41 @@ WEB_INSTALL_HINT = "--web needs the WebSocket library: pip install 'twisted-tcpc
 def web_available() -> bool:
     """Whether the web front end's library (autobahn) is installed."""
     return find_spec("autobahn") is not None
+
+
+class Hangup(Service):
+    """
+    SIGHUP (the terminal of a C{twistd -n} server closed; C{kill -HUP})
+    stops the server as SIGTERM does: every client is told, the log says
+    why.  Left alone when SIGHUP is ignored (C{nohup}), and only in the main
+    thread (where signals can be handled).  (There is no reload yet.)
+    """
+
+    def __init__(self, reactor: IReactorCore) -> None:
+        self._reactor = reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+            return
+        self._previous = signal.signal(signal.SIGHUP, self._hung_up)
+
+    def stopService(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+        super().stopService()
+
+    def _hung_up(self, number: int, frame: Any) -> None:
+        log.info("tcpchat: SIGHUP: shutting down, clients told (as on SIGTERM)")
+        stop = getattr(self._reactor, "sigTerm", None)
+        if stop is not None:  # (twistd then ends by the signal it stopped on)
+            stop(number, frame)
+        else:
+            cast(Any, self._reactor).callFromThread(self._reactor.stop)
 
 
 def makeService(options: Options) -> ChatService:
