@@ -110,16 +110,21 @@ def test_runs_take_turns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert rows[2].figures["deliveries_per_s"] == 6.0  # the median of 3, 6, 9
 
 
-def run_bench(tmp_path: Path, *args: str) -> tuple[str, list[dict[str, Any]]]:
-    """Run the command as a user would; return its output and its JSON figures."""
+def run_bench(
+    tmp_path: Path, *args: str, rows: tuple[str, ...] = ("ours", "relay")
+) -> tuple[str, list[dict[str, Any]]]:
+    """
+    Run the command as a user would (ours and the relay asked for); check
+    that C{rows} came out; return its output and its JSON figures.
+    """
     out = tmp_path / "figures.json"
     command = [sys.executable, "-m", "benchmarks", *args]
     command += ["--runs", "1", "--servers", "ours,relay", "--quiet-wait", "0", "--json", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows: list[dict[str, Any]] = json.loads(out.read_text())[0]["rows"]
-    assert [row["server"] for row in rows] == ["ours", "relay"]
-    return result.stdout, rows
+    figures: list[dict[str, Any]] = json.loads(out.read_text())[0]["rows"]
+    assert [row["server"] for row in figures] == list(rows)
+    return result.stdout, figures
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from benchmarks import driver
+from tests.test_bench import run_bench
 
 #: The checkout, where C{python -m benchmarks} runs from.
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,17 +293,11 @@ def test_a_refused_upgrade_fails_the_client(tmp_path: Path) -> None:
 def run_ours(tmp_path: Path, *args: str) -> tuple[str, list[dict[str, Any]]]:
     """Run a WebSocket scenario against ours as a user would; its output and its rows."""
     pytest.importorskip("autobahn")
-    out = tmp_path / "figures.json"
-    command = [sys.executable, "-m", "benchmarks", *args]
-    command += ["--runs", "1", "--servers", "ours,relay", "--quiet-wait", "0", "--json", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=ROOT)
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows: list[dict[str, Any]] = json.loads(out.read_text())[0]["rows"]
-    assert [row["server"] for row in rows] == ["ours", "ours-tcp"]
-    assert "relay left out: no WebSocket" in result.stdout
+    output, rows = run_bench(tmp_path, *args, rows=("ours", "ours-tcp"))
+    assert "relay left out: no WebSocket" in output
     for row in rows:
         assert not row["notes"], row  # (no generator error, no warning in ours' log)
-    return result.stdout, rows
+    return output, rows
 
 
 @pytest.mark.timeout(RUN_TIMEOUT)
