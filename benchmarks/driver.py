@@ -34,6 +34,13 @@ Scenarios::
             plain TCP senders (10, send only: nc-style) at --rate lines/s in
             total (2000): latency from the TCP sender to the WebSocket
             receivers, loss, order
+    metrics (issue 17) --clients idle clients (15000) and --not-reading
+            clients that never read (300) on ours with --metrics; --scrapes
+            scrapes (50) at --scrape-rate a second (10): the server's time to
+            make each (its tcpchat_scrape_duration_seconds), the round trip,
+            the body, the reactor lag; then --relay (rate) with ours, ours
+            scraped once a second (C{scraped}) and any --server rows, side by
+            side (L{benchmarks.metrics})
     suite   all of the issue's scenarios, full size (--quick: small), then joins
             (ws-idle and ws-rate only where autobahn is installed)
 
@@ -71,6 +78,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import http.client
 import json
 import math
 import os
@@ -93,7 +101,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from benchmarks import joins
+from benchmarks import joins, metrics
 from benchmarks.trace import STAGES
 
 #: This folder, and the checkout it is in (what C{-m benchmarks.*} children need
@@ -120,6 +128,8 @@ BUILTIN_SERVERS = {
     "twisted": "{python} -m benchmarks.twisted_relay {port}",
     # Ours with clocks on each stage of a reactor turn (trace.py).
     "traced": "",  # built by ours_argv()
+    # Ours with --metrics, scraped once a second during the run (metrics.py).
+    "scraped": "",  # built by ours_argv()
 }
 
 #: Scenarios only servers with rooms can run: ours (traced or not) and
@@ -492,6 +502,11 @@ class ServerSpec:
         return self.name == "traced" and not self.command
 
     @property
+    def is_scraped(self) -> bool:
+        """Ours with C{--metrics}, scraped once a second while it runs."""
+        return self.name == "scraped" and not self.command
+
+    @property
     def is_cluster(self) -> bool:
         """Nodes of ours on one Redis of the run's own."""
         return self.nodes > 0 and not self.command
@@ -499,7 +514,7 @@ class ServerSpec:
     @property
     def runs_ours(self) -> bool:
         """Our twistd, traced or not: it finds its own port and says it in its log."""
-        return self.is_ours or self.is_traced or self.is_cluster
+        return self.is_ours or self.is_traced or self.is_scraped or self.is_cluster
 
     @property
     def has_rooms(self) -> bool:
@@ -548,7 +563,7 @@ def twistd_path() -> str:
     return found
 
 
-def ours_argv(options: Options, web: bool = False) -> list[str]:
+def ours_argv(options: Options, web: bool = False, scraped: bool = False) -> list[str]:
     """
     Our server: twistd in the foreground, on any free port, logging to its
     standard output (as the README's command does), which the benchmark
@@ -556,7 +571,8 @@ def ours_argv(options: Options, web: bool = False) -> list[str]:
     1 MB by renaming every older file, so at benchmark volume (tens of MB/s)
     that renaming - not tcpchat - took a fifth of the server's time, more
     the longer the run.  With C{web}, it also serves its page and WebSocket
-    on another free port (L{WEB_LISTEN}).
+    on another free port (L{WEB_LISTEN}); with C{scraped}, its metrics
+    (L{metrics.METRICS_LISTEN}).
     """
     return [
         twistd_path(),
@@ -571,6 +587,7 @@ def ours_argv(options: Options, web: bool = False) -> list[str]:
         "127.0.0.1",
         *OURS_OPTIONS,
         *(["--web", WEB_LISTEN] if web else []),
+        *(["--metrics", metrics.METRICS_LISTEN] if scraped else []),
         *options.ours_args,
     ]
 
@@ -584,15 +601,16 @@ def running_server(
     options: Options,
     life: float,
     web: bool = False,
-) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int, int]]:
     """
-    Start a server, wait until it serves, yield it, its port and (C{web}:
-    ours with C{--web}) its WebSocket's port, stop it.
+    Start a server, wait until it serves, yield it, its port, (C{web}:
+    ours with C{--web}) its WebSocket's port and (C{scraped}) its metrics
+    port, stop it.
     """
     log = workdir / f"{spec.name}.out"
-    web_port = 0
+    web_port = metrics_port = 0
     if spec.runs_ours:
-        argv = ours_argv(options, web)
+        argv = ours_argv(options, web, spec.is_scraped)
         if spec.is_traced:
             report = spec.trace_report(workdir)
             report.unlink(missing_ok=True)
@@ -624,8 +642,10 @@ def running_server(
             port = _port_from_log(log, process, deadline)
             if web:
                 web_port = _port_from_log(log, process, deadline, _SERVING_WEB)
+            if spec.is_scraped:
+                metrics_port = _port_from_log(log, process, deadline, metrics.SERVING_METRICS)
         wait_until_serving(port, process, deadline)
-        yield process, port, web_port
+        yield process, port, web_port, metrics_port
     except BenchError as e:
         tail = _log_tail(log)
         raise BenchError(f"{spec.name}: {e}\n{tail}".rstrip()) from None
@@ -661,8 +681,8 @@ def _port_from_log(
         if process.poll() is not None:
             raise BenchError(f"twistd exited with status {process.returncode}")
         time.sleep(0.05)
-    what = "its web port" if pattern is _SERVING_WEB else "its port"
-    raise BenchError(f"twistd did not log {what} in time")
+    ports = {_SERVING_WEB: "its web port", metrics.SERVING_METRICS: "its metrics port"}
+    raise BenchError(f"twistd did not log {ports.get(pattern, 'its port')} in time")
 
 
 # --- a cluster: nodes of ours on one Redis -----------------------------------------
@@ -826,6 +846,8 @@ class Started:
     redis_port: int = 0
     #: Ours with C{--web}: the port of its page and WebSocket.
     web_port: int = 0
+    #: C{scraped}: the port of its metrics.
+    metrics_port: int = 0
 
 
 @contextmanager
@@ -850,9 +872,10 @@ def running(
         process,
         port,
         web_port,
+        metrics_port,
     ):
         logs = [workdir / f"{spec.name}.out"] if spec.runs_ours else []
-        yield Started([process], [port], logs, web_port=web_port)
+        yield Started([process], [port], logs, web_port=web_port, metrics_port=metrics_port)
 
 
 @contextmanager
@@ -1137,10 +1160,17 @@ def run_once(
         shared = _shared_cpus(pids[0], generator.pid)
         if shared and cores[0] is not None and cores[0] != cores[1]:
             notes.append(f"the server and the generator may share CPU {sorted(shared)}")
+        # (scraped: from this process, on the generator's core)
+        scraping = metrics.Scraping(started.metrics_port) if started.metrics_port else None
         try:
+            if scraping is not None:
+                scraping.start()
             text = _follow(generator, watch, time.monotonic() + limit + 15, options.sample)
         finally:
             stop(generator, grace=2.0)
+            scraped = scraping.stop() if scraping is not None else {}
+        if scraping is not None and scraping.errors:
+            notes.append(f"{scraping.failed:.0f} scrapes failed: {'; '.join(scraping.errors)}")
         if redis is not None:
             if "done" not in watch.redis_marks:  # (the generator says when it is done)
                 watch.mark_redis("done")
@@ -1165,6 +1195,7 @@ def run_once(
     notes += [f"redis INFO failed: {error}" for error in watch.redis_errors]
     figures = dict(report.result)
     figures.update(watch.figures())
+    figures.update(scraped)
     if redis is not None:
         figures.update(watch.redis_figures(figures.get("sent", 0.0)))
         if records:
@@ -1346,6 +1377,11 @@ _REDIS: list[Column] = [
     ("redis us/msg", "redis_us_per_msg", lambda v: f"{v:.1f}"),
     ("evalsha/msg", "evalsha_per_msg", lambda v: f"{v:.3f}"),
 ]
+#: The scraped row: scrapes made during the run (shown only when a row has them).
+_SCRAPES: list[Column] = [
+    ("scrapes", "scrapes", _count),
+    ("render max ms", "scrape_render_max_us", _ms),
+]
 _REDIS_MEMORY: list[Column] = [
     ("redis MiB", "redis_mem_start_kib", _mib),
     ("peak", "redis_mem_peak_kib", _mib),
@@ -1374,6 +1410,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("max ms", "lat_max_us", _ms),
         *_COMMON,
         *_REDIS,
+        *_SCRAPES,
     ],
     "rate": [
         ("ready", "ready", _count),
@@ -1387,6 +1424,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("max ms", "lat_max_us", _ms),
         *_COMMON,
         *_REDIS,
+        *_SCRAPES,
     ],
     "rooms": [
         ("ready", "ready", _count),
@@ -1435,7 +1473,8 @@ COLUMNS: dict[str, list[Column]] = {
     ],
 }
 #: Figures whose columns are left out when no row has them.
-OPTIONAL_FIGURES = frozenset(figure for _, figure, _ in [*_REDIS, *_REDIS_MEMORY])
+REDIS_FIGURES = frozenset(figure for _, figure, _ in [*_REDIS, *_REDIS_MEMORY])
+OPTIONAL_FIGURES = REDIS_FIGURES | {figure for _, figure, _ in _SCRAPES}
 
 
 def ratio(ours: float | None, other: float | None) -> str:
@@ -1444,6 +1483,16 @@ def ratio(ours: float | None, other: float | None) -> str:
         return "-"
     value = ours / other
     return f"{value:.2f}" if math.isfinite(value) else "-"
+
+
+def pair_ratios(ours: Row, other: Row, key: str) -> list[float]:
+    """
+    Ours' run i over the other's run i, for each i both have: the two ran
+    one after the other, so the machine's drift cancels out.
+    """
+    pairs = zip(ours.runs, other.runs, strict=False)
+    values = [(a.figures.get(key), b.figures.get(key)) for a, b in pairs]
+    return [a / b for a, b in values if a is not None and b is not None and a >= 0 and b > 0]
 
 
 def format_table(scenario: Scenario, rows: Sequence[Row], runs: int) -> str:
@@ -1480,7 +1529,14 @@ def format_table(scenario: Scenario, rows: Sequence[Row], runs: int) -> str:
         busiest = max([busiest, *loads])
         load = ", ".join(f"{v:.1f}" for v in loads)
         lines.append(f"   {row.server}: {key} per run: {shown}; other programs' CPU: {load}")
-        if ours is not None and row is not ours and any(f in row.figures for f in OPTIONAL_FIGURES):
+        paired = pair_ratios(ours, row, key) if ours is not None and row is not ours else []
+        if len(paired) > 1:
+            lines.append(
+                f"   {row.server}: {ours_name}/this by pairs of runs (run i with run i, one "
+                f"after the other): median {statistics.median(paired):.2f} "
+                f"({min(paired):.2f}-{max(paired):.2f})"
+            )
+        if ours is not None and row is not ours and any(f in row.figures for f in REDIS_FIGURES):
             lines.append(
                 f"   {row.server}: {key} this/{ours.server}: "
                 f"{ratio(row.figures.get(key), ours.figures.get(key))}; "
@@ -1579,6 +1635,160 @@ def pick_cores(pin: bool, chosen: str | None = None) -> tuple[int | None, int | 
     if not pin or len(cores) < 2:
         return None, None
     return cores[0], cores[1]
+
+
+# --- metrics: what a scrape costs ----------------------------------------------------
+
+
+def run_scrape_cost(
+    plan: metrics.ScrapePlan,
+    tools: Tools,
+    workdir: Path,
+    options: Options,
+    cores: tuple[int | None, int | None],
+    out: TextIO,
+) -> dict[str, object]:
+    """
+    The scrape-cost part of C{metrics}: ours with C{--metrics} (on the
+    server's core), the generator's idle clients (on its own), the clients
+    that do not read and the scrapes (this process, on the generator's
+    core); prints its table.
+    """
+    idle = Scenario(
+        "idle", "idle", plan.clients, 0, duration=plan.hold, connect_rate=0, rooms=plan.rooms
+    )
+    limit = idle.time_limit()
+    notes: list[str] = []
+    # (the clients that do not read come by a UNIX socket: see NotReading)
+    path = workdir / "not-reading.sock"
+    if len(str(path)) > 100:
+        raise BenchError(f"metrics: the work directory's path is too long for a socket: {path}")
+    path.unlink(missing_ok=True)
+    more = ["--listen", f"unix:{path}"] if plan.not_reading else []
+    if plan.rooms:  # (the lobby, the idle clients' rooms, the room of those that do not read)
+        more += ["--max-rooms", f"{plan.rooms + 2}"]
+    options = replace(options, ours_args=(*options.ours_args, *more))
+    if options.quiet_wait > 0:
+        wait_for_quiet(options.quiet_wait)
+    spec = ServerSpec("scraped")
+    with running_server(spec, tools, workdir, cores[0], options, limit + 60) as (
+        process,
+        port,
+        _,
+        metrics_port,
+    ):
+        scraper = metrics.Scraper(metrics_port)
+        stalled = metrics.NotReading(port, str(path), plan.not_reading)
+        generator = None
+        try:
+            connect = scraper.scrape().samples
+            generator = subprocess.Popen(
+                [str(tools.loadgen), *idle.loadgen_args(port, limit)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                preexec_fn=_child_setup(cores[1], options.nice),
+            )
+            text = _read_until_phase(generator, "start", time.monotonic() + limit)
+            if plan.not_reading:
+                notes += _stall(stalled, scraper)
+            t0, busy0 = time.monotonic(), machine_busy()
+            cpu0 = process_cpu(process.pid) or 0.0
+            cost = metrics.time_scrapes(scraper, plan.scrapes, plan.rate, connect)
+            span = max(time.monotonic() - t0, 1e-6)
+            srv = ((process_cpu(process.pid) or 0.0) - cpu0) / span
+            others = max(0.0, (machine_busy() - busy0) / span - srv)
+        except (OSError, http.client.HTTPException) as e:
+            raise BenchError(f"metrics: {type(e).__name__}: {e}") from None
+        finally:
+            stalled.close()
+            scraper.close()
+            if generator is not None:
+                stop(generator, grace=2.0)
+        exited = process.poll()
+    connected = next(
+        (parse_words(line) for line in text.splitlines() if line.startswith("phase connected")),
+        {},
+    )
+    if exited is not None:
+        notes.append(f"ours exited during the run (status {exited})")
+    count, first = log_trouble(workdir / f"{spec.name}.out")
+    if count:
+        notes.append(f"ours' log: {count} warnings or errors, the first: {first}")
+    figures = cost.figures()
+    figures.update(
+        {
+            "clients": float(plan.clients),
+            "ready": connected.get("ready", 0.0),
+            "failed": connected.get("failed", 0.0),
+            "srv_cpu": srv,
+            "others_cpu": others,
+        }
+    )
+    print(metrics.format_cost(plan.title, cost), file=out)
+    print(
+        f"   the generator's clients ready: {figures['ready']:.0f} of {plan.clients} "
+        f"(failed {figures['failed']:.0f}); during the timed scrapes ours used {_cpu(srv)} of "
+        f"its core, everything else {others:.2f} cores (the generator, this process)",
+        file=out,
+    )
+    for note in notes:
+        print(f"   note: {note}", file=out)
+    print(file=out, flush=True)
+    return {
+        "scenario": {"kind": "metrics", **plan.__dict__},
+        "figures": figures,
+        "renders_s": cost.renders,
+        "round_trips_s": cost.round_trips,
+        "notes": notes,
+    }
+
+
+def _read_until_phase(generator: subprocess.Popen[bytes], phase: str, deadline: float) -> str:
+    """The generator's output up to its C{phase NAME} line (it goes on running)."""
+    if generator.stdout is None:
+        raise BenchError("the load generator has no output pipe")
+    fd, data = generator.stdout.fileno(), b""
+    while f"phase {phase}".encode() not in data:
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            raise BenchError(f"the load generator did not reach its {phase} phase in time")
+        readable, _, _ = select.select([fd], [], [], min(wait, 1.0))
+        if readable:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise BenchError(f"the load generator ended before its {phase} phase")
+            data += chunk
+    return data.decode(errors="replace")
+
+
+def _stall(stalled: metrics.NotReading, scraper: metrics.Scraper) -> list[str]:
+    """
+    Open the clients that do not read, wait until they are in their room,
+    then say lines there, 32 KiB at a time, until the server queues bytes
+    for each (the kernel takes about 200 KiB first); what went wrong, if
+    anything.  Each step adds 32 KiB at most to a queue, far under the
+    256 KiB that would cut a client off (--send-queue).
+    """
+    stalled.open()
+    members = f'tcpchat_room_members{{room="{stalled.room}"}}'
+    deadline = time.monotonic() + 30
+    while scraper.scrape().samples.get(members, 0) < stalled.count + 1:
+        if time.monotonic() > deadline:
+            return [f"the {stalled.count} clients that do not read did not all join in 30 s"]
+        time.sleep(0.1)
+    queues = 0.0
+    for _ in range(32):
+        stalled.say(32 * 1024)
+        time.sleep(0.1)
+        samples = scraper.scrape().samples
+        queues = samples.get(metrics.QUEUED_CLIENTS, 0)
+        if queues >= stalled.count:
+            break
+    if samples.get('tcpchat_sessions_ended_total{reason="not_reading"}'):
+        return ["some clients that do not read were cut off (--send-queue)"]
+    if queues < stalled.count:
+        return [f"only {queues:.0f} of {stalled.count} clients that do not read had bytes queued"]
+    return []
 
 
 # --- joins: in this process, no server ---------------------------------------------
@@ -1718,11 +1928,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "of them). "
         "The rooms scenario runs ours, traced and --server rows only: ncat and the relays "
         "have no rooms. joins starts no server: it measures this checkout's directory in "
-        "this process (--servers, --runs and the load options do not apply).",
+        "this process (--servers, --runs and the load options do not apply). metrics: "
+        "15000 idle clients, 50 scrapes; then --relay with --servers ours,scraped.",
     )
     parser.add_argument(
         "scenario",
-        choices=["fanout", "rate", "idle", "soak", "rooms", "joins", *WEB_SCENARIOS, "suite"],
+        choices=[
+            "fanout",
+            "rate",
+            "idle",
+            "soak",
+            "rooms",
+            "joins",
+            *WEB_SCENARIOS,
+            "metrics",
+            "suite",
+        ],
         help="fanout: one sender, --receivers others; rate: --clients all sending --rate "
         "lines/s in total; idle: --clients held; soak: rate, for --duration; rooms: rate, the "
         "clients spread over --rooms rooms (client I sends /join rK, K = I mod ROOMS), run by "
@@ -1731,7 +1952,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--clients WebSocket clients held by ours (--web); ws-rate: --receivers WebSocket "
         "receivers, --senders TCP senders (send only), --rate lines/s in total; the ws "
         "scenarios run ours and traced only, each with a -tcp row (every client on TCP); "
-        "suite: all",
+        "metrics: what a scrape of ours' --metrics costs with --clients idle clients, then "
+        "--relay side by side with ours scraped once a second (scraped); suite: all",
     )
     parser.add_argument(
         "--receivers", type=int, help="fanout: receivers (10); ws-rate: WebSocket receivers (100)"
@@ -1739,7 +1961,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--clients",
         type=int,
-        help="rate: 100, soak: 300, idle: 1000, rooms: 1000 (senders included); ws-idle: 1000",
+        help="rate: 100, soak: 300, idle: 1000, rooms: 1000 (senders included); ws-idle: 1000; "
+        "metrics: 15000 idle",
     )
     parser.add_argument(
         "--senders", type=int, help="rate, soak, rooms: how many send (all); ws-rate: 10 (TCP)"
@@ -1749,7 +1972,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--rooms",
         type=int,
         help="rooms: how many rooms the clients are spread over, client I in room rI mod "
-        "ROOMS (100)",
+        "ROOMS (100); metrics: the idle clients (0: all in the one room)",
     )
     parser.add_argument("--duration", type=float, help="seconds (2; soak 60; idle: hold 2)")
     parser.add_argument("--size", type=int, default=64, help="bytes per line sent (64)")
@@ -1762,10 +1985,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per server; the median is shown (3)")
     parser.add_argument(
         "--servers",
-        default="ours,ncat,relay",
         help="comma-separated: ours, ncat, relay, twisted (a bare Twisted relay), "
         "traced (ours, with the median time of each stage of a reactor turn), "
-        "or a NAME given with --server",
+        "scraped (ours with --metrics, scraped once a second during the run), "
+        "or a NAME given with --server (default ours,ncat,relay; metrics: ours,scraped)",
     )
     parser.add_argument(
         "--server",
@@ -1798,6 +2021,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         metavar="K",
         help="rate, soak, rooms, ws-rate: lines each send puts in one write (1); the rate is "
         "in lines",
+    )
+    parser.add_argument(
+        "--scrapes", type=int, default=50, help="metrics: timed scrapes of /metrics (50)"
+    )
+    parser.add_argument(
+        "--scrape-rate", type=float, default=10.0, help="metrics: scrapes a second (10)"
+    )
+    parser.add_argument(
+        "--not-reading",
+        type=int,
+        default=300,
+        metavar="N",
+        help="metrics: clients that never read, with bytes queued for each (300)",
+    )
+    parser.add_argument(
+        "--relay",
+        default="rate",
+        help="metrics: the relay scenarios run after the scrapes, with --servers side by side: "
+        "rate, fanout, both (rate,fanout) or none (rate)",
     )
     parser.add_argument("--reactor", default="epoll", help="our twistd's reactor (epoll)")
     parser.add_argument(
@@ -1893,6 +2135,42 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
     )
 
 
+def scrape_plan(args: argparse.Namespace) -> metrics.ScrapePlan:
+    """The scrape-cost part of C{metrics}, checked."""
+    plan = metrics.ScrapePlan(
+        clients=15000 if args.clients is None else args.clients,
+        not_reading=args.not_reading,
+        scrapes=args.scrapes,
+        rate=args.scrape_rate,
+        rooms=args.rooms or 0,
+    )
+    if plan.clients < 1 or plan.scrapes < 1 or plan.rate <= 0 or plan.not_reading < 0:
+        raise BenchError("metrics: --clients and --scrapes from 1, --scrape-rate above 0")
+    if not 0 <= plan.rooms <= plan.clients:
+        raise BenchError(f"--rooms {plan.rooms}: from 0 to the number of clients")
+    room = open_file_limit() - 100
+    if plan.clients + plan.not_reading > room:
+        raise BenchError(
+            f"metrics: {plan.clients} + {plan.not_reading} clients do not fit under the "
+            f"open-file limit ({open_file_limit()}, less 100 for the server's own)"
+        )
+    return plan
+
+
+def relay_scenarios(args: argparse.Namespace) -> list[Scenario]:
+    """C{metrics}: the relay scenarios (--relay), as C{rate} and C{fanout} make them."""
+    kinds = [kind.strip() for kind in args.relay.split(",") if kind.strip()]
+    if kinds == ["none"]:
+        return []
+    if not kinds or not set(kinds) <= {"rate", "fanout"}:
+        raise BenchError(f"--relay {args.relay!r}: rate, fanout, rate,fanout or none")
+    # (--clients and --rooms are the scrape part's; each relay its own defaults)
+    return [
+        scenario_from(argparse.Namespace(**{**vars(args), "scenario": kind, "clients": None}))
+        for kind in kinds
+    ]
+
+
 def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     """The servers to measure, in the order asked."""
     custom = {}
@@ -1902,7 +2180,8 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
             raise BenchError(f"--server {item!r}: use NAME=COMMAND with {{port}} in it")
         custom[name] = command
     specs = []
-    for name in filter(None, (n.strip() for n in args.servers.split(","))):
+    servers = args.servers or ("ours,scraped" if args.scenario == "metrics" else "ours,ncat,relay")
+    for name in filter(None, (n.strip() for n in servers.split(","))):
         if name in custom:
             specs.append(ServerSpec(name, custom[name]))
         elif name in BUILTIN_SERVERS:
@@ -1911,7 +2190,8 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
             specs.append(ServerSpec(name))
         else:
             raise BenchError(
-                f"unknown server {name!r}: use ours, ncat, relay, twisted, traced or --server"
+                f"unknown server {name!r}: use ours, ncat, relay, twisted, traced, scraped or "
+                "--server"
             )
     if not specs:
         raise BenchError("no servers to measure")
@@ -1991,9 +2271,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     args = parse_args(sys.argv[1:] if argv is None else argv)
     with_joins = args.scenario in ("joins", "suite")
+    plan = None
     try:
         if args.scenario == "joins":
             specs, scenarios = [], []
+        elif args.scenario == "metrics":
+            plan = scrape_plan(args)
+            specs, scenarios = server_specs(args), relay_scenarios(args)
         elif args.scenario == "suite":
             specs, scenarios = server_specs(args), suite(args.quick, args)
         else:
@@ -2041,6 +2325,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         shown = ours_argv(options)
         shown[0] = "twistd"
         print(f"# ours: {shlex.join(shown)}", file=out)
+        if plan is not None or any(spec.is_scraped for spec in specs):
+            print(
+                f"# scraped: ours with --metrics {metrics.METRICS_LISTEN}; in a relay run, its "
+                f"/metrics fetched every {metrics.SCRAPE_EVERY:g} s by this process (on the "
+                "generator's core)",
+                file=out,
+            )
         webs = [s.kind for s in scenarios if s.web]
         if webs:
             print(
@@ -2065,11 +2356,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                 ),
                 file=out,
             )
-    if with_joins or any(spec.runs_ours for spec in specs):
+    if with_joins or plan is not None or any(spec.runs_ours for spec in specs):
         source = describe_source()
         if source:
             print(f"# ours from commit {source}", file=out)
-    if scenarios:
+    if scenarios or plan is not None:
         where = (
             f"server on core {cores[0]}, generator on core {cores[1]}"
             if cores[0] is not None
@@ -2085,7 +2376,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if cores[1] is not None:
             os.sched_setaffinity(0, {cores[1]})  # keep this process off the server's core
         with _workdir(args.workdir) as workdir:
-            tools = compile_tools(workdir) if scenarios else Tools(Path(), Path())
+            tools = compile_tools(workdir) if scenarios or plan else Tools(Path(), Path())
+            if plan is not None:
+                results.append(run_scrape_cost(plan, tools, workdir, options, cores, out))
             for scenario in scenarios:
                 run_options = options
                 if scenario.kind == "soak" and args.scenario == "suite":

@@ -7,7 +7,9 @@ by side with ours in one run of the benchmark:
         -r epoll tcpchat --port {port} --interface 127.0.0.1 --history 0 --quiet-presence'
 
 Each variant replaces one function by the straightforward code it
-shortcuts; everything else is ours as shipped.
+shortcuts; everything else is ours as shipped.  The C{uncounted-*}
+variants instead take out a cost, the metrics' counting of what is sent,
+to measure what it costs (issue 17, C{python -m benchmarks metrics}).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _write_at_once() -> None:
     """
     from twisted_tcpchat.frontends import tcp
 
-    tcp._direct_socket = lambda transport, flusher: None  # type: ignore[assignment]
+    tcp.direct_socket = lambda transport, flusher: None  # type: ignore[assignment]
 
 
 def _log_at_once() -> None:
@@ -55,11 +57,23 @@ def _log_at_once() -> None:
     logs.hold = lambda: None  # type: ignore[assignment]
 
 
+def _uncounted_sends() -> None:
+    """
+    Nothing counted per send (issue 17's metrics): L{Stats.sent}, called
+    once per connection per turn, does nothing, so the deliveries and bytes
+    sent stay 0.
+    """
+    from twisted_tcpchat.core.stats import Stats
+
+    Stats.sent = lambda self, data, events: None  # type: ignore[method-assign]
+
+
 VARIANTS: dict[str, Callable[[], None]] = {
     "no-plain-read": _no_plain_read,
     "regex-escape-check": _regex_escape_check,
     "write-at-once": _write_at_once,
     "log-at-once": _log_at_once,
+    "uncounted-sends": _uncounted_sends,
 }
 
 

@@ -85,6 +85,7 @@ def test_password_asked_without_echo(tmp_path: Path) -> None:
     """On a terminal the password is asked for and not shown as it is typed."""
     twistd, port = start_twistd(tmp_path, "--auth", "memory:erin:hunter2")
     env = {k: v for k, v in os.environ.items() if k != "TCPCHAT_PASSWORD"}
+    env["NO_COLOR"] = "1"
     child = pexpect.spawn(
         sys.executable,
         ["-m", "twisted_tcpchat", "--user", "erin", "127.0.0.1", str(port)],
@@ -95,7 +96,7 @@ def test_password_asked_without_echo(tmp_path: Path) -> None:
     try:
         child.expect("password for erin: ")
         child.sendline("hunter2")
-        child.expect(r"\* you are erin;")
+        child.expect(r"-- you are erin in #lobby;")  # (typed events: a terminal)
         assert "hunter2" not in (child.before or "")
         child.sendline("/quit")
         child.expect(pexpect.EOF)

@@ -4,7 +4,10 @@ peer: incoming lines never garble a half-typed one, the input line edits and
 remembers, the address is asked for, and every end leaves status 0.
 
 What the client writes to the terminal is replayed on L{VirtualScreen}, just
-enough of a VT100 to show what a person would see.
+enough of a VT100 to show what a person would see (and kept as it came, for
+tests that read the colours).  With our server the client switches to typed
+events: lines then carry their time (L{untimed} reads them without it), and
+the prompt says who and where one is.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pexpect
@@ -25,6 +28,13 @@ _CSI = re.compile(r"\x1b\[([?>=]?)([0-9;]*)([@A-Za-z])")
 _OTHER_ESCAPE = re.compile(r"\x1b(\][^\x07\x1b]*(\x07|\x1b\\)|[()#][0-9A-Za-z]|[=>78])")
 
 UP, LEFT = "\x1b[A", "\x1b[D"
+
+_TIME = re.compile(r"^\d\d:\d\d ")
+
+
+def untimed(lines: list[str]) -> list[str]:
+    """Screen lines with a leading HH:MM written as 'HH:MM' (the minute a test runs in varies)."""
+    return [_TIME.sub("HH:MM ", line) for line in lines]
 
 
 class VirtualScreen:
@@ -39,11 +49,13 @@ class VirtualScreen:
         self.rows: list[list[str]] = [[]]
         self.row = 0
         self.column = 0
+        self.received = ""
         self._pending = ""
 
     # the file API pexpect logs to
 
     def write(self, text: str) -> None:
+        self.received += text
         self._pending += text
         self._interpret()
 
@@ -123,19 +135,26 @@ class VirtualScreen:
 
 
 class Terminal:
-    """The client running on a pseudo-terminal, its screen replayed."""
+    """The client (or C{program}) running on a pseudo-terminal, its screen replayed."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        program: Sequence[str] = CLIENT,
+        columns: int = 100,
+    ) -> None:
         self.screen = VirtualScreen()
-        env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})}
         self.child = pexpect.spawn(
-            CLIENT[0],
-            [*CLIENT[1:], *args],
+            program[0],
+            [*program[1:], *args],
             cwd=str(cwd),
             env=env,
             timeout=DEADLINE,
             encoding="utf-8",
-            dimensions=(24, 100),
+            dimensions=(24, columns),
         )
         self.child.logfile_read = self.screen
 
@@ -160,11 +179,17 @@ class Terminal:
     def wait_for_line(self, line: str) -> None:
         self.wait(lambda s: line in s.lines, repr(line))
 
-    def wait_for_input(self, text: str) -> None:
+    def wait_for_untimed(self, line: str) -> None:
+        """Wait for a line that starts with its time (written 'HH:MM ' in C{line})."""
+        self.wait(lambda s: line in untimed(s.lines), repr(line))
+
+    def wait_for_input(self, text: str, prompt: str = "> ") -> None:
         """Wait until the input line shows the prompt and C{text}, cursor at its end."""
         self.wait(
-            lambda s: s.cursor_line == f"> {text}".rstrip() and s.column == 2 + len(text),
-            f"the input line to show {text!r}",
+            lambda s: (
+                s.cursor_line == f"{prompt}{text}".rstrip() and s.column == len(prompt) + len(text)
+            ),
+            f"the input line to show {prompt + text!r}",
         )
 
     def type(self, keys: str) -> None:
@@ -197,6 +222,11 @@ def terminal(server: tuple[Process, int], tmp_path: Path) -> Iterator[Terminal]:
     terminal.stop()
 
 
+#: The prompt and the welcome as the client shows them, with typed events, to guest1.
+PROMPT = "[guest1@lobby] "
+YOU_ARE_GUEST1 = "HH:MM -- you are guest1 in #lobby; /help lists the commands"
+
+
 def nc_peer(port: int, cwd: Path) -> Process:
     return Process([need("nc"), "127.0.0.1", str(port)], cwd, stdin=True)
 
@@ -210,30 +240,35 @@ def test_incoming_line_does_not_garble_typing(
     it sends exactly what was typed.
     """
     _, port = server
-    terminal.wait_for_line(welcome("guest1"))
-    terminal.wait_for_input("")
+    terminal.wait_for_untimed(YOU_ARE_GUEST1)
+    terminal.wait_for_input("", PROMPT)
     terminal.type("half-typ")
-    terminal.wait_for_input("half-typ")
+    terminal.wait_for_input("half-typ", PROMPT)
     peer = nc_peer(port, tmp_path)
     try:
         peer.wait_for_output(re.escape(welcome("guest2")))
         peer.send("hello from a peer")
-        terminal.wait_for_line("<guest2> hello from a peer")
-        terminal.wait_for_input("half-typ")
-        assert terminal.screen.lines == [
+        terminal.wait_for_untimed("HH:MM <guest2> hello from a peer")
+        terminal.wait_for_input("half-typ", PROMPT)
+        assert untimed(terminal.screen.lines) == [
             "tcpchat: connected to 127.0.0.1:" + str(port),
             "Connect succeed. Please send a message to me",
-            welcome("guest1"),
-            "* guest2 joined",
-            "<guest2> hello from a peer",
-            "> half-typ",
+            YOU_ARE_GUEST1,
+            "HH:MM -- guest2 joined",
+            "HH:MM <guest2> hello from a peer",
+            PROMPT + "half-typ",
         ]
         terminal.type("ed line\r")
         peer.wait_for_output(r"(?m)^<guest1> half-typed line\r?$")
-        terminal.wait_for_input("")
-        assert terminal.screen.lines[-2:] == ["> half-typed line", ">"]
+        terminal.wait_for_untimed("HH:MM <guest1> half-typed line")
+        terminal.wait_for_input("", PROMPT)
+        assert untimed(terminal.screen.lines[-3:]) == [
+            PROMPT + "half-typed line",
+            "HH:MM <guest1> half-typed line",
+            PROMPT.rstrip(),
+        ]
         terminal.type("exit\r")
-        terminal.wait_for_line("Goodbye.")
+        terminal.wait_for_untimed("HH:MM Goodbye.")
         assert terminal.exit_status() == 0
         peer.wait_for_output(r"\* guest1 left \(exit\)")
     finally:
@@ -245,20 +280,20 @@ def test_editing_and_history(
 ) -> None:
     """The input line edits (a letter put back in the middle) and Up brings a line back."""
     _, port = server
-    terminal.wait_for_line(welcome("guest1"))
+    terminal.wait_for_untimed(YOU_ARE_GUEST1)
     peer = nc_peer(port, tmp_path)
     try:
         peer.wait_for_output(re.escape(welcome("guest2")))
-        terminal.wait_for_line("* guest2 joined")
+        terminal.wait_for_untimed("HH:MM -- guest2 joined")
         terminal.type("helo" + LEFT + "l")
-        terminal.wait(lambda s: s.cursor_line == "> hello", "the edited line")
+        terminal.wait(lambda s: s.cursor_line == PROMPT + "hello", "the edited line")
         terminal.type("\r")
         peer.wait_for_output(r"(?m)^<guest1> hello\r?$")
         terminal.type(UP)
-        terminal.wait_for_input("hello")
+        terminal.wait_for_input("hello", PROMPT)
         terminal.type(" again\r")
         peer.wait_for_output(r"(?m)^<guest1> hello again\r?$")
-        terminal.wait_for_input("")
+        terminal.wait_for_input("", PROMPT)
         terminal.child.sendcontrol("d")
         assert terminal.exit_status() == 0
     finally:
@@ -279,8 +314,8 @@ def test_asks_for_the_address(server: tuple[Process, int], tmp_path: Path) -> No
         terminal.wait_for_line("tcpchat: port '99999' is not a number from 1 to 65535")
         terminal.wait(lambda s: s.cursor_line == prompt, "the address prompt again")
         terminal.type(f"127.0.0.1 {port}\r")
-        terminal.wait_for_line(welcome("guest1"))
-        terminal.wait_for_input("")
+        terminal.wait_for_untimed(YOU_ARE_GUEST1)
+        terminal.wait_for_input("", PROMPT)
         terminal.child.sendcontrol("d")
         assert terminal.exit_status() == 0
     finally:
@@ -290,13 +325,13 @@ def test_asks_for_the_address(server: tuple[Process, int], tmp_path: Path) -> No
 def test_server_closes_under_the_prompt(server: tuple[Process, int], terminal: Terminal) -> None:
     """The server going away: its notice, then 'connection closed by server', status 0."""
     twistd, _ = server
-    terminal.wait_for_line(welcome("guest1"))
+    terminal.wait_for_untimed(YOU_ARE_GUEST1)
     terminal.type("never sent")
-    terminal.wait_for_input("never sent")
+    terminal.wait_for_input("never sent", PROMPT)
     twistd.stop()
     terminal.wait_for_line("tcpchat: connection closed by server")
     assert terminal.exit_status() == 0
-    assert "server shutting down" in terminal.screen.lines
+    assert "HH:MM server shutting down" in untimed(terminal.screen.lines)
 
 
 def test_virtual_screen_understands_redraws() -> None:

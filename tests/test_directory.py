@@ -272,6 +272,31 @@ class DirectoryContract:
         history = [e for e in a.take() if isinstance(e, History)]
         self.assertEqual([m.lines for m in history[0].entries], [("in dev",)])  # type: ignore[union-attr]
 
+    def test_recent_history_again_on_request(self) -> None:
+        """What /events json replays: the room's last --history lines, times and all."""
+        directory = self.make_directory(history=3)
+        a, b = self.entered("a", "b", directory=directory)
+        directory.say(a, ["one", "two"])
+        self.clock.advance(60)
+        directory.act(b, "waves")
+        directory.say(b, ["three"])
+        directory.whisper(a, "b", "secret")
+        self.settle()
+        given: list[tuple[str, tuple[Any, ...]]] = []
+        directory.recent_history(a, lambda room, said: given.append((room, said)))  # type: ignore[attr-defined]
+        self.settle()
+        ((room, said),) = given
+        self.assertEqual(room, "lobby")
+        shown = [(e.sender, getattr(e, "lines", None) or e.text, e.at) for e in said]
+        self.assertEqual(
+            shown,
+            [
+                ("a", ("two",), 1_000_000),
+                ("b", "waves", 1_000_060),
+                ("b", ("three",), 1_000_060),
+            ],
+        )
+
     def test_private_messages_never_in_history(self) -> None:
         a, _b = self.entered("a", "b")
         self.directory.whisper(a, "b", "secret")

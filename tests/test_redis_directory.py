@@ -371,6 +371,43 @@ class OutageTests(RedisCase):
         self._until(lambda: one.health()["ready"], "Redis back")
         self.assertEqual(one.health(), {"ready": True, "redis": "connected"})
 
+    def test_metrics_of_redis(self) -> None:
+        """Round trips counted; up, waiting requests and the outage as the metrics show them."""
+        from tests.test_metrics import scrape, value
+        from twisted_tcpchat.core.server import ChatServer
+        from twisted_tcpchat.frontends.metrics import MetricsPage
+
+        one = self.node()
+        page = MetricsPage(ChatServer(clock=self.clock, directory=one))
+        a = RecordingParticipant()
+        one.enter(a, name="a")
+        self.settle()
+        before = value(scrape(page), "tcpchat_redis_round_trip_seconds_count")
+        for i in range(5):
+            one.say(a, [f"line {i}"])
+        self.settle()
+        figures = scrape(page)
+        # (five lines, and what settling asks: the members' last activity)
+        self.assertGreaterEqual(
+            value(figures, "tcpchat_redis_round_trip_seconds_count") - before, 5
+        )
+        self.assertEqual(value(figures, "tcpchat_redis_up"), 1)
+        self.assertEqual(value(figures, "tcpchat_redis_requests_waiting"), 0)
+        self.assertEqual(value(figures, "tcpchat_room_members", room="lobby"), 1)
+        self.own.stop(kill=True)
+        self._until(lambda: one.health()["redis"] == "lost", "Redis noticed lost")
+        for i in range(3):
+            one.say(a, [f"during {i}"])
+        figures = scrape(page)
+        self.assertEqual(value(figures, "tcpchat_redis_up"), 0)
+        self.assertGreaterEqual(value(figures, "tcpchat_redis_requests_waiting"), 3)
+        self.own.start()
+        self._until(lambda: one.health()["ready"], "Redis back")
+        self.settle()
+        figures = scrape(page)
+        self.assertEqual(value(figures, "tcpchat_redis_up"), 1)
+        self.assertEqual(value(figures, "tcpchat_redis_requests_waiting"), 0)
+
     def _until(self, condition: Any, what: str) -> None:
         deadline = time.monotonic() + DEADLINE
         while not condition():

@@ -301,7 +301,7 @@ class LoginTests(SynchronousTestCase):
             guest.new_lines(),
             [
                 "error: usage: /login NAME PASSWORD",
-                "* log in first: /login NAME PASSWORD; /quit leaves",
+                "* log in first: /login NAME PASSWORD; /quit leaves; /events json|text",
                 "Goodbye.",
             ],
         )

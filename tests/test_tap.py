@@ -23,14 +23,15 @@ def parse(*argv: str) -> Options:
 
 
 class OptionsTests(SynchronousTestCase):
-    def assertRefused(self, argv: list[str], message: str) -> None:
-        """The options are refused with one line that holds C{message}."""
+    def assertRefused(self, argv: list[str], message: str) -> str:
+        """The options are refused with one line that holds C{message}: that line."""
         with self.assertRaises(SystemExit) as e:
             parse(*argv)
         text = str(e.exception.code)
         self.assertIn(message, text)
         self.assertEqual(text.count("\n"), 0, text)
         self.assertTrue(text.startswith("tcpchat: "), text)
+        return text
 
     def test_defaults(self) -> None:
         """No options: port 65432 on every interface, the tutorial greeting, 'exit'."""
@@ -458,6 +459,19 @@ class WebOptionsTests(SynchronousTestCase):
     def test_web_without_the_library_says_what_to_install(self) -> None:
         self.patch(tap, "web_available", lambda: False)
         self.assertRefused(["--web", "tcp:0"], "pip install 'twisted-tcpchat[web]'")
+
+
+class MetricsOptionsTests(SynchronousTestCase):
+    assertRefused = WebOptionsTests.assertRefused
+
+    def test_metrics_without_the_library_says_what_to_install(self) -> None:
+        self.patch(tap, "metrics_available", lambda: False)
+        self.assertRefused(["--metrics", "tcp:0"], "pip install 'twisted-tcpchat[metrics]'")
+
+    def test_an_endpoint_and_a_path(self) -> None:
+        options = parse("--web", "tcp:0", "--metrics", "tcp:0", "--metrics", "/stats")
+        self.assertEqual(options["metrics-endpoints"], ["tcp:0"])
+        self.assertEqual(options["metrics-path"], "/stats")
 
 
 class MetadataTests(SynchronousTestCase):

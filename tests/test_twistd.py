@@ -280,15 +280,20 @@ def test_a_logfile_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
         assert line.startswith(f"tcpchat: --logfile: cannot open '{logfile}': "), line
 
 
-def test_sighup_tells_clients_and_the_log(twistd) -> None:  # type: ignore[no-untyped-def]
-    """SIGHUP (a closed terminal): clients read 'server shutting down', the log says why."""
+def test_sighup_reloads_and_the_client_stays(twistd) -> None:  # type: ignore[no-untyped-def]
+    """
+    SIGHUP with no terminal gone (kill -HUP, systemctl reload): a reload, and
+    the client stays and talks.  (A closed terminal: tests/test_reload_twistd.py.)
+    """
     port = twistd()
     with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
         reader = sock.makefile("rb")
         assert reader.readline() == DEFAULT_GREETING.encode() + b"\r\n"
+        assert reader.readline() == welcome().encode() + b"\r\n"
         server = twistd.processes[0]
         server.popen.send_signal(signal.SIGHUP)
-        rest = reader.read()
-        assert rest.endswith(b"server shutting down\r\n"), rest
-        assert server.wait() == -signal.SIGHUP
-    assert "SIGHUP: shutting down, clients told" in server.output
+        server.wait_for_output(r"tcpchat: reloaded: nothing changed")
+        sock.sendall(b"still here\n")
+        server.wait_for_output(r"guest1 \(127\.0\.0\.1:\d+\) sent 10 bytes: still here")
+        assert server.popen.poll() is None
+    assert "shutting down" not in server.output

@@ -8,6 +8,7 @@ twisted.test.iosim, one clock - beside TCP clients of the same server.
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
@@ -894,3 +895,99 @@ class HealthTests(WebTestCase):
         head, _, body = self.get("/health").partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 503"), head)
         self.assertEqual(json.loads(body)["redis"], "lost")
+
+
+class MetricsTests(WebTestCase):
+    """What the WebSocket front end adds to the metrics (issue 17)."""
+
+    def test_websocket_clients_are_counted_apart(self) -> None:
+        from tests.test_metrics import scrape, value
+        from twisted_tcpchat.frontends.metrics import MetricsPage
+
+        page = MetricsPage(self.server)
+        alice, bob = self.browser(), self.browser()
+        alice.events()
+        bob.events()
+        before = scrape(page)
+        bob.say("hello")
+        self.assertIn("<guest2> hello", alice.texts())
+        after = scrape(page)
+        self.assertEqual(value(after, "tcpchat_connections", frontend="websocket"), 2)
+        self.assertEqual(value(after, "tcpchat_connections", frontend="tcp"), 0)
+        payload = len(json.dumps({"type": "line", "text": "hello"}))
+        for name, moved in (
+            ("tcpchat_received_bytes_total", payload),
+            ("tcpchat_lines_received_total", 1),
+            ("tcpchat_deliveries_total", 1),
+        ):
+            self.assertEqual(value(after, name) - value(before, name), moved, name)
+
+    def test_refusals_at_the_web_port_by_reason(self) -> None:
+        from tests.test_metrics import scrape, value
+        from twisted_tcpchat.frontends.metrics import MetricsPage
+
+        page = MetricsPage(self.server)
+        self.assertEqual(self.browser(origin="http://evil.example").reader.status, 403)
+        bad = self.browser()
+        bad.events()
+        bad.write(wsframes.frame(b"{oops"))
+        self.assertIn("error: that is not JSON", " ".join(bad.texts()))
+        figures = scrape(page)
+        self.assertEqual(value(figures, "tcpchat_connections_refused_total", reason="origin"), 1)
+        self.assertEqual(value(figures, "tcpchat_lines_dropped_total", limit="bad_request"), 1)
+
+    def test_a_close_frame_is_closed_not_lost(self) -> None:
+        from tests.test_metrics import scrape, value
+        from twisted_tcpchat.frontends.metrics import MetricsPage
+
+        page = MetricsPage(self.server)
+        alice = self.browser()
+        alice.events()
+        alice.write(wsframes.frame(struct.pack("!H", 1000) + b"bye", wsframes.CLOSE))
+        self.clock.advance(5)
+        figures = scrape(page)
+        self.assertEqual(value(figures, "tcpchat_sessions_ended_total", reason="closed"), 1)
+        self.assertEqual(value(figures, "tcpchat_sessions_ended_total", reason="lost"), 0)
+        self.assertEqual(value(figures, "tcpchat_connections", frontend="websocket"), 0)
+
+    def test_metrics_on_a_path_of_the_web_port(self) -> None:
+        from twisted_tcpchat.frontends.metrics import MetricsPage
+
+        self.site = web_site(
+            self.server, self.clock, metrics=(b"metrics", MetricsPage(self.server))
+        )
+        head, _, body = self.get("/metrics").partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"tcpchat_connections{", body)
+
+
+class EventsCommandTests(WebTestCase):
+    def test_a_websocket_gets_json_only(self) -> None:
+        """/events is for TCP connections: a WebSocket is told it cannot switch, and stays."""
+        alice = self.browser()
+        alice.events()
+        alice.say("/events text")
+        self.assertEqual(alice.texts(), ["error: this connection cannot change how it gets events"])
+        alice.say("/events json")
+        self.assertEqual(alice.texts(), ["error: this connection cannot change how it gets events"])
+
+
+class ReloadTests(WebTestCase):
+    def test_a_websocket_keeps_its_size_limit_after_a_reload(self) -> None:
+        """Connected before a reload, a WebSocket keeps the limits it started with."""
+        from dataclasses import replace
+
+        self.make(ChatConfig(max_line=1000, max_unterminated=8000))
+        alice = self.browser()
+        alice.events()
+        self.server.reconfigure(replace(self.server.config, max_unterminated=5000))
+        newcomer = self.browser()  # (made under the new limit)
+        newcomer.events()
+        alice.events()
+        alice.say("x" * 6000)
+        self.assertIsNone(alice.close)
+        (error,) = alice.texts()  # (too long for a line: not delivered, and she stays)
+        self.assertIn("line too long", error)
+        newcomer.say("x" * 6000)
+        self.assertIsNotNone(newcomer.close)
+        self.assertEqual(newcomer.close.close_code, 1009)  # type: ignore[union-attr]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
 from twisted.application.service import MultiService
@@ -26,6 +27,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 
 from twisted_tcpchat import systemd
 from twisted_tcpchat.core.commands import Commands
@@ -34,9 +36,9 @@ from twisted_tcpchat.core.interfaces import IDirectory
 from twisted_tcpchat.core.limits import clients_for_open_files
 from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.core.session import Peer
-from twisted_tcpchat.frontends.console import ClassicConsole, Console
+from twisted_tcpchat.frontends.console import ClassicConsole, Console, attach_console
 from twisted_tcpchat.frontends.tcp import ChatFactory, address_parts
-from twisted_tcpchat.frontends.tls import HardenedTLSReactor
+from twisted_tcpchat.frontends.tls import HardenedTLSReactor, ReloadableTLS, load_tls
 from twisted_tcpchat.logs import TurnLog
 
 log = TurnLog(namespace="tcpchat")
@@ -120,15 +122,28 @@ class ChatService(MultiService):
         console: bool = False,
         web: Sequence[Listen] = (),
         web_origins: Sequence[str] = (),
+        metrics: Sequence[Listen] = (),
+        metrics_path: str | None = None,
     ) -> None:
         super().__init__()
         self.factory = factory
         self.listen = tuple(listen)
         self.web = tuple(web)
         self.web_origins = tuple(web_origins)
+        self.metrics = tuple(metrics)
+        self.metrics_path = metrics_path
+        self._metrics_page: Resource | None = None
+        if self.metrics or metrics_path is not None:
+            from twisted_tcpchat.frontends.metrics import MetricsPage, ReactorLag
+
+            lag = ReactorLag(cast(IReactorTime, reactor))
+            lag.setServiceParent(self)
+            self._metrics_page = MetricsPage(factory.server, lag)
         self.console = console
         self._reactor = reactor
         self.ports: list[IListeningPort] = []
+        # The TLS settings of each ssl: listener, with its endpoint string.
+        self._tls: list[tuple[str, ReloadableTLS]] = []
         self._listening = False
         self._sized = False
 
@@ -184,12 +199,12 @@ class ChatService(MultiService):
         addresses = ", ".join(str(Peer(*address_parts(port.getHost()), "")) for port in self.ports)
         systemd.notify(f"READY=1\nSTATUS=listening on {addresses}\nMAINPID={os.getpid()}")
         if self.console:
-            from twisted.internet.stdio import StandardIO
-
-            if server.config.classic:
-                StandardIO(ClassicConsole(server), reactor=self._reactor)
-            else:
-                StandardIO(Console(server, server.config.console_name), reactor=self._reactor)
+            console = (
+                ClassicConsole(server)
+                if server.config.classic
+                else Console(server, server.config.console_name)
+            )
+            attach_console(console, self._reactor)  # a line editor on a terminal
 
     def _listen_everywhere(self) -> None:
         if self._listening:
@@ -197,17 +212,31 @@ class ChatService(MultiService):
         self._listening = True
         for description in self.listen:
             self._listen(description, self.factory)
+        clock = cast(IReactorTime, self._reactor)
+        page = self._metrics_page
         if self.web:
             from twisted_tcpchat.frontends.web import web_site
 
-            site = web_site(self.server, cast(IReactorTime, self._reactor), self.web_origins)
+            on_web = None
+            if page is not None and self.metrics_path is not None:
+                on_web = (self.metrics_path.strip("/").encode("utf-8"), page)
+            site = web_site(self.server, clock, self.web_origins, on_web)
             for description in self.web:
                 self._listen(description, site, web=True)
+        if self.metrics:
+            from twisted_tcpchat.frontends.metrics import MetricsPage, metrics_site
 
-    def _listen(self, where: Listen, factory: Factory[Any], web: bool = False) -> None:
+            metrics = metrics_site(self.server, cast(MetricsPage, page), clock)
+            for description in self.metrics:
+                self._listen(description, metrics, web=True, what="metrics")
+
+    def _listen(
+        self, where: Listen, factory: Factory[Any], web: bool = False, what: str = "web page"
+    ) -> None:
+        hardened = HardenedTLSReactor(self._reactor)
         if isinstance(where, str):
             description = where
-            endpoint = serverFromString(HardenedTLSReactor(self._reactor), where)
+            endpoint = serverFromString(hardened, where)
         else:
             description = repr(where)
             endpoint = where
@@ -226,9 +255,20 @@ class ChatService(MultiService):
             _print_listen_errors_plainly()
             raise ListenError(message)
         self.ports.append(port)
+        if description.startswith("ssl:"):  # (its files can be read again: reload)
+            self._tls.extend((description, tls) for tls in hardened.tls)
         host, number = address_parts(port.getHost())
         address = str(Peer(host, number, ""))
-        if web:
+        if web and what == "metrics":
+            scheme = "https" if description.startswith("ssl:") else "http"
+            log.info(
+                "tcpchat metrics on {scheme}://{address}/metrics and health on /health "
+                "({description})",
+                scheme=scheme,
+                address=address,
+                description=description,
+            )
+        elif web:
             scheme = "https" if description.startswith("ssl:") else "http"
             log.info(
                 "tcpchat web page and WebSocket on {scheme}://{address}/ ({description})",
@@ -248,6 +288,7 @@ class ChatService(MultiService):
         children = super().stopService()  # (workers, when there are)
         stopped = [port.stopListening() for port in self.ports]
         self.ports = []
+        self._tls = []
         self._listening = False
         server = self.factory.server
         server.shut_down()
@@ -263,6 +304,90 @@ class ChatService(MultiService):
             done.addCallback(lambda _: stop())
         return done.addCallback(lambda _: None)
 
+    def reload(self, config: ChatConfig | Callable[[], ChatConfig] | None = None) -> bool:
+        """
+        Take on new settings and files without dropping anyone (what SIGHUP
+        does under twistd): C{config}, the settings that can change live
+        (see L{ChatServer.reconfigure}), or what reads them (raising
+        L{ValueError} in one line); the certificate and key of each C{ssl:}
+        listener, read again from the files its endpoint string names; and
+        the users of each C{--auth file:} (L{AuthFile
+        <twisted_tcpchat.authfile.AuthFile>}).  Connections made after it
+        get the new ones; those before keep theirs.
+
+        All or nothing: each problem (a bad setting, a key that does not
+        match its certificate, an auth file with a bad line) is one log
+        line, and then nothing changes.  Otherwise each thing that changed
+        is one log line, and "nothing changed" is one when nothing did.
+        Under systemd, C{RELOADING=1} before and C{READY=1} after.
+
+        @return: whether the reload was taken on.
+        """
+        systemd.notify(systemd.reloading())
+        try:
+            changes, steps, problems = self._prepare_reload(config)
+            for problem in problems:
+                log.warn(
+                    "tcpchat: reload refused, the old settings stay: {problem}", problem=problem
+                )
+            if problems:
+                return False
+            for step in steps:
+                step()
+            for change in changes or ["nothing changed"]:
+                log.info("tcpchat: reloaded: {change}", change=change)
+            return True
+        finally:
+            systemd.notify("READY=1")
+
+    def _prepare_reload(
+        self, config: ChatConfig | Callable[[], ChatConfig] | None
+    ) -> tuple[list[str], list[Callable[[], None]], list[str]]:
+        """
+        What a reload would change (lines for the log), the steps that make
+        it so, and the problems that refuse it: nothing is changed here.
+        """
+        changes: list[str] = []
+        steps: list[Callable[[], None]] = []
+        problems: list[str] = []
+        server = self.server
+        if config is not None:
+            try:
+                new = config() if callable(config) else config
+                settings = server.changes(new)
+            except ValueError as e:
+                problems.append(str(e))
+            else:
+                if settings:
+                    changes.append("; ".join(settings))
+                steps.append(partial(server.reconfigure, new))
+        from twisted_tcpchat.authfile import AuthFile, read_users, users_change
+
+        checkers = server.logins.checkers if server.logins is not None else ()
+        for checker in checkers:
+            if not isinstance(checker, AuthFile):
+                continue
+            try:
+                users = read_users(checker.path)
+            except ValueError as e:
+                problems.append(f"auth file {checker.path}: {e}")
+                continue
+            change = users_change(checker.users, users)
+            if change is not None:
+                changes.append(f"auth file {checker.path}: {change}")
+                steps.append(partial(setattr, checker, "users", users))
+        for description, tls in self._tls:
+            try:
+                creator = load_tls(description)
+            except ValueError as e:
+                problems.append(f"TLS of {description}: {e}")
+                continue
+            change = tls.change(creator)
+            if change is not None:
+                changes.append(f"TLS of {description}: {change}")
+                steps.append(partial(tls.replace, creator))
+        return changes, steps, problems
+
 
 def make_service(
     listen: Sequence[Listen] = DEFAULT_LISTEN,
@@ -275,6 +400,8 @@ def make_service(
     commands: Commands | None = None,
     web: Sequence[Listen] = (),
     web_origins: Sequence[str] = (),
+    metrics: Sequence[Listen] = (),
+    metrics_path: str | None = None,
 ) -> ChatService:
     """
     The chat server as a service to add to an application.
@@ -296,6 +423,10 @@ def make_service(
     @param web_origins: the origins of other pages allowed to open the
         WebSocket (C{https://chat.example.com}; C{*}: any); the page's own
         always may.
+    @param metrics: where to serve Prometheus metrics (C{/metrics}) and the
+        health check (C{/health}), like C{listen}.
+    @param metrics_path: a path on the C{web} site to serve the metrics at
+        as well (C{"/metrics"}), or None.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
@@ -304,4 +435,4 @@ def make_service(
     clock = cast(IReactorTime, reactor)
     server = ChatServer(config, clock, checkers=checkers, directory=directory, commands=commands)
     factory = ChatFactory(server=server, clock=clock)
-    return ChatService(factory, listen, reactor, console, web, web_origins)
+    return ChatService(factory, listen, reactor, console, web, web_origins, metrics, metrics_path)

@@ -2,13 +2,15 @@
 systemd's readiness protocol (C{sd_notify}): one datagram to the socket
 named by C{NOTIFY_SOCKET}, with no library needed.  A service of
 C{Type=notify} is "started" once the server says C{READY=1}, that is once
-it listens; C{STOPPING=1} tells systemd it is on its way out.
+it listens; C{STOPPING=1} tells systemd it is on its way out; a reload
+is C{RELOADING=1} (L{reloading}) and then C{READY=1} again.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 from twisted.logger import Logger
@@ -43,3 +45,13 @@ def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
         )
         return False
     return True
+
+
+def reloading() -> str:
+    """
+    The message that starts a reload: C{RELOADING=1} with the time on the
+    monotonic clock, in microseconds, which systemd 253 and newer want with
+    it (C{MONOTONIC_USEC}; older ones ignore it).  C{READY=1} ends it.
+    """
+    now = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return f"RELOADING=1\nMONOTONIC_USEC={now}"

@@ -4,6 +4,7 @@ The twistd plugin's options and service: C{twistd -n tcpchat --port 65432}.
 
 from __future__ import annotations
 
+import getopt
 import ipaddress
 import math
 import os
@@ -11,6 +12,8 @@ import signal
 import socket
 import textwrap
 import threading
+from collections.abc import Callable, Mapping
+from functools import partial
 from importlib.util import find_spec
 from typing import Any, cast
 
@@ -25,6 +28,7 @@ from twisted.python import usage
 from twisted_tcpchat.core.config import CREATE_ROOMS, DEFAULT_GREETING, DEFAULT_PORT, ChatConfig
 from twisted_tcpchat.core.limits import LOOPBACK
 from twisted_tcpchat.service import ChatService, make_service
+from twisted_tcpchat.settings import OptionValues, read_settings
 from twisted_tcpchat.text.templates import GREETING_FIELDS
 
 log = Logger(namespace="tcpchat")
@@ -87,6 +91,58 @@ def _number(option: str, value: str, positive: bool = True) -> float:
     return number
 
 
+def chat_config(values: Mapping[str, Any]) -> ChatConfig:
+    """
+    The server's settings from option values (what the command line gave,
+    with a --config file's settings beside them), checked as the command
+    line's always are.
+
+    @raise usage.UsageError: in one line, starting C{--OPTION:}.
+    """
+    try:
+        return ChatConfig(
+            greeting=values["greeting"],
+            exit_word=values["exit-word"],
+            once=bool(values["once"]),
+            classic=bool(values["classic"]),
+            max_line=_integer("max-line", values["max-line"], 1),
+            max_unterminated=_integer("max-unterminated", values["max-unterminated"], 1),
+            history=_integer("history", values["history"], 0),
+            default_room=values["default-room"],
+            rooms=tuple(values["rooms"]),
+            create_rooms=values["create-rooms"],
+            max_rooms=_integer("max-rooms", values["max-rooms"], 1),
+            echo=bool(values["echo"]),
+            quiet_presence=bool(values["quiet-presence"]),
+            console_name=values["console-name"],
+            quiet_time=_number("quiet-time", values["quiet-time"]),
+            encoding=values["encoding"],
+            flood_burst=_integer("flood-burst", values["flood-burst"], 1),
+            flood_rate=_number("flood-rate", values["flood-rate"]),
+            flood_queue=_integer("flood-queue", values["flood-queue"], 1),
+            send_queue=_integer("send-queue", values["send-queue"], 1),
+            max_clients=(
+                None
+                if values["max-clients"] is None
+                else _integer("max-clients", values["max-clients"], 1)
+            ),
+            per_address=_integer("per-address", values["per-address"], 1),
+            connect_rate=_integer("connect-rate", values["connect-rate"], 1),
+            exempt=LOOPBACK if values["exempt"] is None else tuple(values["exempt"]),
+            idle_timeout=_number("idle-timeout", values["idle-timeout"], positive=False),
+            probe_grace=_number("probe-grace", values["probe-grace"], positive=False),
+            keepalive=_integer("keepalive", values["keepalive"], 0),
+            allow=tuple(values["allow"]),
+            deny=tuple(values["deny"]),
+            operators=tuple(values["operators"]),
+            tls_timeout=_number("tls-timeout", values["tls-timeout"]),
+            redis=values["redis"],
+            ban_file=values["ban-file"],
+        )
+    except ValueError as e:
+        raise usage.UsageError(f"--{e}") from None
+
+
 _FIELDS_HELP = "; ".join(f"{{{k}}}: {v}" for k, v in GREETING_FIELDS.items())
 
 
@@ -137,7 +193,7 @@ HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("Security", ("auth", "help-auth", "help-auth-type", "op", "allow", "deny", "ban-file")),
-    ("Operations", ("version", "help")),
+    ("Operations", ("config", "metrics", "version", "help")),
 )
 
 #: The examples at the end of `twistd tcpchat --help`.
@@ -336,12 +392,14 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         self["listen"] = []
         self["web"] = []
         self["web-origins"] = []
+        self["metrics"] = []
         self["exempt"] = None
         self["operators"] = []
         self["rooms"] = []
         self["allow"] = []
         self["deny"] = []
         self["credCheckers"] = []
+        self["config-file"] = None
         self._reactor = reactor
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -352,10 +410,28 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         import sys
 
         self._argv = list(sys.argv[1:] if options is None else options)
+        self._given = self._given_options(self._argv)
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
             raise SystemExit(f"tcpchat: {e} (see: twistd tcpchat --help)") from None
+
+    def _given_options(self, argv: list[str]) -> frozenset[str]:
+        """
+        The long names of the options on the command line (abbreviations
+        resolved as getopt resolves them for parseOptions), so that a
+        --config file cannot set one of them a second time.
+        """
+        try:
+            pairs, _ = getopt.getopt(argv, self.shortOpt, self.longOpt)
+        except getopt.error:
+            return frozenset()  # (parseOptions says what is wrong)
+        names = (option.lstrip("-") for option, _ in pairs)
+        return frozenset(self.synonyms.get(name, name) for name in names)
+
+    def opt_config(self, path: str) -> None:
+        """A TOML file of the settings that can change while the server runs: greeting, exit-word, allow, deny, exempt and the limits, by these options' names (flood-rate = 5); each in one place, the file or the command line. SIGHUP reads it again, with the --auth file: users and the TLS certificates, dropping no one."""  # noqa: E501
+        self["config-file"] = path
 
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint: tcp:65432, tcp6:65432:interface=\\:\\:1, unix:/run/tcpchat.sock (repeatable; with it, --port and --interface add a listener only when given). [default: tcp6:65432:interface=\\:\\:]"""  # noqa: E501
@@ -404,13 +480,29 @@ class Options(usage.Options, strcred.AuthOptionMixin):
         """Serve the web page at / and its WebSocket at /ws on a Twisted endpoint: tcp:8080, ssl:8443:privateKey=KEY:certKey=CERT (repeatable; needs the [web] extra)."""  # noqa: E501
         self["web"].append(description)
 
+    def opt_metrics(self, where: str) -> None:
+        """Serve Prometheus metrics at /metrics and the health check at /health on a Twisted endpoint (tcp:9100:interface=127.0.0.1; keep it private), or at /PATH on the --web port (repeatable)."""  # noqa: E501
+        self["metrics"].append(where)
+
     def opt_web_origin(self, origin: str) -> None:
         """Let pages from this origin (https://chat.example.com; *: any) open the WebSocket; the page's own always may (repeatable)."""  # noqa: E501
         self["web-origins"].append(origin)
 
     def opt_auth(self, description: str) -> None:
         """Require logins checked by twisted.cred: memory:NAME:PASSWORD[:NAME:PASSWORD...], file:PATH (lines of name:password), unix; repeatable; see --help-auth. [default: no login needed]"""  # noqa: E501
-        super().opt_auth(description)
+        kind, _, path = description.partition(":")
+        if kind != "file":
+            super().opt_auth(description)
+            return
+        # Not Twisted's file: checker, which reads the file at every login.
+        from twisted_tcpchat.authfile import AuthFile
+
+        if not path.strip():
+            raise usage.UsageError("--auth file: needs the file: file:PATH")
+        try:
+            self.addChecker(AuthFile(path))
+        except ValueError as e:
+            raise usage.UsageError(f"--auth file:{path}: {e}") from None
 
     def opt_room(self, name: str) -> None:
         """A room that always exists, even empty (repeatable). [default: only the default room]"""
@@ -449,6 +541,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
 
     _port_given = False
     _argv: list[str] = []
+    _given: frozenset[str] = frozenset()
 
     def postOptions(self) -> None:
         port = _integer("port", self["port"], 0, 65535)
@@ -461,48 +554,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                     f"--interface: {interface!r} is not an IPv4 or IPv6 address"
                 ) from None
         backlog = _integer("backlog", self["backlog"], 1, 65535)
-        try:
-            self["config"] = ChatConfig(
-                greeting=self["greeting"],
-                exit_word=self["exit-word"],
-                once=bool(self["once"]),
-                classic=bool(self["classic"]),
-                max_line=_integer("max-line", self["max-line"], 1),
-                max_unterminated=_integer("max-unterminated", self["max-unterminated"], 1),
-                history=_integer("history", self["history"], 0),
-                default_room=self["default-room"],
-                rooms=tuple(self["rooms"]),
-                create_rooms=self["create-rooms"],
-                max_rooms=_integer("max-rooms", self["max-rooms"], 1),
-                echo=bool(self["echo"]),
-                quiet_presence=bool(self["quiet-presence"]),
-                console_name=self["console-name"],
-                quiet_time=_number("quiet-time", self["quiet-time"]),
-                encoding=self["encoding"],
-                flood_burst=_integer("flood-burst", self["flood-burst"], 1),
-                flood_rate=_number("flood-rate", self["flood-rate"]),
-                flood_queue=_integer("flood-queue", self["flood-queue"], 1),
-                send_queue=_integer("send-queue", self["send-queue"], 1),
-                max_clients=(
-                    None
-                    if self["max-clients"] is None
-                    else _integer("max-clients", self["max-clients"], 1)
-                ),
-                per_address=_integer("per-address", self["per-address"], 1),
-                connect_rate=_integer("connect-rate", self["connect-rate"], 1),
-                exempt=LOOPBACK if self["exempt"] is None else tuple(self["exempt"]),
-                idle_timeout=_number("idle-timeout", self["idle-timeout"], positive=False),
-                probe_grace=_number("probe-grace", self["probe-grace"], positive=False),
-                keepalive=_integer("keepalive", self["keepalive"], 0),
-                allow=tuple(self["allow"]),
-                deny=tuple(self["deny"]),
-                operators=tuple(self["operators"]),
-                tls_timeout=_number("tls-timeout", self["tls-timeout"]),
-                redis=self["redis"],
-                ban_file=self["ban-file"],
-            )
-        except ValueError as e:
-            raise usage.UsageError(f"--{e}") from None
+        self["config"] = self._chat_config(self._settings_file())
         self._check_console()
         self._check_logfile()
         self._check_redis()
@@ -527,6 +579,70 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             _check_endpoint("listen", description, reactor)
         self["endpoints"] = listen
         self._check_web(reactor)
+        self._check_metrics(reactor)
+
+    def _check_metrics(self, reactor: IReactorCore) -> None:
+        paths = [where for where in self["metrics"] if where.startswith("/")]
+        self["metrics-endpoints"] = [where for where in self["metrics"] if where not in paths]
+        self["metrics-path"] = paths[0] if paths else None
+        if not self["metrics"]:
+            return
+        if self["workers"] > 1:
+            raise usage.UsageError(
+                "--metrics: each of --workers' processes counts its own clients; run one "
+                "process per node instead, each with its own --metrics"
+            )
+        if not metrics_available():
+            raise usage.UsageError(METRICS_INSTALL_HINT)
+        if len(paths) > 1:
+            raise usage.UsageError("--metrics: one /PATH on the web port is enough")
+        for path in paths:
+            if not self["web"]:
+                raise usage.UsageError(f"--metrics {path}: there is no --web port to serve it on")
+            segment = path.strip("/")
+            if not segment or "/" in segment or segment in _WEB_PATHS:
+                raise usage.UsageError(
+                    f"--metrics: {path!r} must be one free path on the web port, like /metrics"
+                )
+        for description in self["metrics-endpoints"]:
+            _check_endpoint("metrics", description, reactor)
+
+    def _settings_file(self) -> OptionValues:
+        """The settings of the --config file, as option values ({} without one)."""
+        path = self["config-file"]
+        if path is None:
+            return {}
+        known = set(self.synonyms.values())
+        try:
+            return read_settings(path, known, self._given)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+
+    def _chat_config(self, settings: OptionValues) -> ChatConfig:
+        """
+        The settings: the command line's, and the --config file's
+        (C{settings}); a bad value from the file is said to be from it.
+        """
+        try:
+            return chat_config({**self, **settings})
+        except usage.UsageError as e:
+            text = str(e)
+            option = text.removeprefix("--").split(":", 1)[0]
+            if option in settings:
+                text = f"--config {self['config-file']}: {text.removeprefix('--')}"
+            raise usage.UsageError(text) from None
+
+    def reread_config(self) -> ChatConfig:
+        """
+        The settings as they are now: the command line's with the --config
+        file read again (what a reload takes on).
+
+        @raise ValueError: in one line, for a file or a value that is wrong.
+        """
+        try:
+            return self._chat_config(self._settings_file())
+        except usage.UsageError as e:
+            raise ValueError(str(e)) from None
 
     def _check_web(self, reactor: IReactorCore) -> None:
         if not self["web"]:
@@ -635,16 +751,28 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             # the chat's TCP sockets); its WebSocket clients are its own.
             web=() if inherited else self["web"],
             web_origins=self["web-origins"],
+            metrics=self["metrics-endpoints"],
+            metrics_path=self["metrics-path"],
         )
+        pool = None
         if self["workers"] > 1:
-            workers.WorkerPool(service, self["workers"], self._argv, reactor).setServiceParent(
-                service
-            )
-        Hangup(reactor).setServiceParent(service)
+            pool = workers.WorkerPool(service, self["workers"], self._argv, reactor)
+            pool.setServiceParent(service)
+        Hangup(reactor, partial(self._reload, service, pool)).setServiceParent(service)
         parent = os.environ.get("TCPCHAT_PARENT")
         if parent and os.environ.get(workers.INHERITED):
             workers.ParentWatch(reactor, int(parent)).setServiceParent(service)
         return service
+
+    def _reload(self, service: ChatService, pool: Any) -> None:
+        """
+        SIGHUP's reload: the --config file, the auth files and the TLS
+        certificates read again (see L{ChatService.reload}); each worker
+        process does the same for itself.
+        """
+        service.reload(self.reread_config if self["config-file"] is not None else None)
+        if pool is not None:
+            pool.reload()
 
 
 def _check_endpoint(option: str, description: str, reactor: IReactorCore) -> None:
@@ -670,8 +798,21 @@ def _check_endpoint(option: str, description: str, reactor: IReactorCore) -> Non
         ) from None
 
 
+#: The web port's own paths, which --metrics /PATH may not take.
+_WEB_PATHS = ("ws", "health", "index.html", "app.js", "app.css", "icon.svg")
+
+#: What --metrics without the [metrics] extra says.
+METRICS_INSTALL_HINT = (
+    "--metrics needs the Prometheus library: pip install 'twisted-tcpchat[metrics]'"
+)
+
 #: What --web without the [web] extra says.
 WEB_INSTALL_HINT = "--web needs the WebSocket library: pip install 'twisted-tcpchat[web]'"
+
+
+def metrics_available() -> bool:
+    """Whether the metrics' library (prometheus_client) is installed."""
+    return find_spec("prometheus_client") is not None
 
 
 def web_available() -> bool:
@@ -679,16 +820,47 @@ def web_available() -> bool:
     return find_spec("autobahn") is not None
 
 
+def has_terminal() -> bool:
+    """
+    Whether this process has a controlling terminal that is still there:
+    once it hangs up (a closed terminal window, an ssh session that ended),
+    Linux detaches it from every process of its session, and opening
+    C{/dev/tty} fails (ENXIO).
+    """
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 class Hangup(Service):
     """
-    SIGHUP (the terminal of a C{twistd -n} server closed; C{kill -HUP})
+    SIGHUP, which means one of two things.  For a C{twistd -n} server whose
+    terminal went away (it had one at the start, and has none now), it
     stops the server as SIGTERM does: every client is told, the log says
-    why.  Left alone when SIGHUP is ignored (C{nohup}), and only in the main
-    thread (where signals can be handled).  (There is no reload yet.)
+    why.  Any other SIGHUP (C{kill -HUP}, C{systemctl reload}, a daemon's, or
+    one sent while the terminal is still there) reloads (C{reload}), and
+    nobody is dropped.
+
+    Left alone when SIGHUP is ignored (C{nohup}), and only in the main
+    thread (where signals can be handled).  The handler only hands the
+    signal to the reactor: looking at the terminal and reading files happen
+    in the reactor's next turn, outside the handler.
     """
 
-    def __init__(self, reactor: IReactorCore) -> None:
+    def __init__(
+        self,
+        reactor: IReactorCore,
+        reload: Callable[[], object],
+        terminal: Callable[[], bool] = has_terminal,
+    ) -> None:
         self._reactor = reactor
+        self._reload = reload
+        self._terminal = terminal
+        self._had_terminal = False
+        self._stopping = False
         self._previous: Any = None
 
     def startService(self) -> None:
@@ -697,7 +869,9 @@ class Hangup(Service):
             return
         if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
             return
-        self._previous = signal.signal(signal.SIGHUP, self._hung_up)
+        # (Now, after twistd has daemonized: a daemon has no terminal.)
+        self._had_terminal = self._terminal()
+        self._previous = signal.signal(signal.SIGHUP, self._received)
 
     def stopService(self) -> None:
         if self._previous is not None:
@@ -705,13 +879,25 @@ class Hangup(Service):
             self._previous = None
         super().stopService()
 
-    def _hung_up(self, number: int, frame: Any) -> None:
-        log.info("tcpchat: SIGHUP: shutting down, clients told (as on SIGTERM)")
+    def _received(self, number: int, frame: Any) -> None:
+        cast(Any, self._reactor).callFromThread(self.hung_up, number)
+
+    def hung_up(self, number: int = signal.SIGHUP) -> None:
+        """A SIGHUP, in a turn of the reactor: stop if the terminal went away, else reload."""
+        if self._stopping:
+            return
+        if not (self._had_terminal and not self._terminal()):
+            self._reload()
+            return
+        self._stopping = True
+        log.info(
+            "tcpchat: SIGHUP: shutting down, clients told (as on SIGTERM): the terminal went away"
+        )
         stop = getattr(self._reactor, "sigTerm", None)
         if stop is not None:  # (twistd then ends by the signal it stopped on)
-            stop(number, frame)
+            stop(number, None)
         else:
-            cast(Any, self._reactor).callFromThread(self._reactor.stop)
+            self._reactor.stop()
 
 
 def makeService(options: Options) -> ChatService:

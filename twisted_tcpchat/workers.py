@@ -182,6 +182,17 @@ class WorkerPool(Service):
         if not self._stopping and number not in self.workers:
             self._spawn(number)
 
+    def reload(self) -> None:
+        """
+        Pass a reload on: each worker gets SIGHUP, and reads the files
+        again itself (its terminal, if it shares one, is still there).
+        """
+        for _, process in list(self.workers.values()):
+            try:
+                process.signalProcess("HUP")
+            except ProcessExitedAlready:
+                continue
+
     def stopService(self) -> Deferred[None]:
         super().stopService()
         self._stopping = True

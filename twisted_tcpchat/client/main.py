@@ -240,7 +240,11 @@ def make_parser() -> argparse.ArgumentParser:
         prog="tcpchat",
         description=(
             "Chat over TCP: what the server sends is shown as it arrives, while you type. "
-            "'exit', '/quit' or the end of input (Ctrl-D) leave."
+            "'exit', '/quit' or the end of input (Ctrl-D) leave.  On a terminal, with a "
+            "tcpchat server, lines come with their times and names in colours, the prompt "
+            "shows your name and room, Tab completes commands, names and rooms, and a line "
+            "that mentions you rings the bell; Ctrl-C clears the line, or leaves on an "
+            "empty one (exit status 130)."
         ),
         epilog=(
             f"HOST defaults to {DEFAULT_HOST} (on a terminal you are asked) and PORT to "
@@ -311,6 +315,18 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="log in as NAME (/login) right after connecting; the password is asked for "
         "without echo, or read from the TCPCHAT_PASSWORD environment variable",
+    )
+    parser.add_argument(
+        "--no-color",
+        action="store_true",
+        help="on a terminal, show tcpchat's lines without colours (as does a non-empty "
+        "NO_COLOR environment variable)",
+    )
+    parser.add_argument(
+        "--no-bell",
+        action="store_true",
+        help="on a terminal, do not ring the bell when a line mentions your name or a "
+        "private message comes",
     )
     parser.add_argument("--version", action="version", version=f"tcpchat {__version__}")
     return parser
@@ -450,12 +466,16 @@ async def _main(reactor: IReactorCore, argv: Sequence[str]) -> None:
         login=login,
         reconnect=options.reconnect,
         greet_connect=on_terminal,
+        events=on_terminal,
     )
     blocking = {fd: _blocking(fd) for fd in (0, 1, 2)}
     reactor.addSystemEventTrigger("after", "shutdown", _restore_blocking, blocking)
     try:
         if on_terminal:
-            session, status = await _chat_on_terminal(reactor, settings, endpoint, options.timeout)
+            colour = not options.no_color and not os.environ.get("NO_COLOR")
+            session, status = await _chat_on_terminal(
+                reactor, settings, endpoint, options.timeout, colour, not options.no_bell
+            )
         else:
             session, status = await _chat_plainly(
                 reactor, settings, endpoint, options.timeout, options.message
@@ -484,14 +504,19 @@ async def _chat_on_terminal(
     settings: ClientSettings,
     endpoint: IStreamClientEndpoint,
     timeout: float,
+    colour: bool,
+    bell: bool,
 ) -> tuple[ClientSession, int]:
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    with patch_stdout():
-        session = ClientSession(TerminalScreen(), _clock(reactor), settings)
+    # raw: the screen's colours pass; the server's text is escaped before.
+    with patch_stdout(raw=True):
+        screen = TerminalScreen(colour=colour, bell=bell)
+        session = ClientSession(screen, _clock(reactor), settings)
         _end_on_signals(reactor, session)
+        reader = TerminalInput(session, colour)
+        screen.on_change = reader.invalidate
         stop = connect(_clock(reactor), session, endpoint, timeout)
-        reader = TerminalInput(session)
         reading = Deferred.fromCoroutine(reader.run())
         status = await session.done
         reader.stop()

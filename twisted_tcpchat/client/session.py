@@ -7,13 +7,19 @@ L{twisted_tcpchat.client.protocol}) and from the user (through one of the
 screens in L{twisted_tcpchat.client.io}); it shows what the server
 sends on an L{IScreen}, sends what the user types over an L{ILink}, and
 decides when the run is over and with which exit status.
+
+On a terminal (C{events} in its settings) it also tells a tcpchat server
+from any other by the first lines only tcpchat sends, and then asks it for
+typed events (C{/events json}): the screen then shows events, not lines,
+and the session keeps what they tell (L{ChatState}).  Any other server
+never gets that request and is shown its lines as they come.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +28,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import Interface
 
+from twisted_tcpchat.client.events import (
+    EVENTS_REQUEST,
+    ChatEvent,
+    ChatState,
+    is_events_answer,
+    is_events_refusal,
+    parse_event,
+    recognise,
+    said_as_text,
+    typed_as_said,
+)
 from twisted_tcpchat.client.wire import (
     UNFRAMED,
     IncomingLines,
@@ -53,6 +70,23 @@ QUIT_WORDS = ("exit", "/quit")
 #: Exit statuses.
 OK, FAILED = 0, 1
 
+#: tcpchat says who you are (or that it needs a login) within the first
+#: lines of a connection, right after its greeting; a line looking like that
+#: later on is not taken as tcpchat's (another server's users may say it).
+RECOGNISE_WITHIN = 3
+
+#: Seconds to wait for the answer to C{/events json} (the user's lines wait
+#: with it) before going on with lines, as a server that did not switch.
+SWITCH_WAIT = 5.0
+
+#: The longest line (bytes) once events come: one event is one line, and a
+#: room's history or a busy server's C{/who *} is larger than a chat line.
+EVENTS_MAX_LINE = 8 << 20
+
+#: What the client asks tcpchat by itself, and the event that answers each:
+#: the answers go into its state and are not shown.
+QUIET_REQUESTS = {"/who": "members", "/rooms": "rooms", "/help": "help"}
+
 
 class IScreen(Interface):
     """Where the user sees the conversation."""
@@ -62,6 +96,16 @@ class IScreen(Interface):
 
     def notice(text: str) -> None:  # noqa: N805 (zope.interface: no self)
         """Tell the user something about the connection itself."""
+
+
+class IEventScreen(IScreen):
+    """A screen that shows tcpchat's typed events (the terminal)."""
+
+    def show_event(event: ChatEvent, state: ChatState, now: float) -> None:  # noqa: N805
+        """Show an event, said at C{now} unless it carries its own time; C{state} is mine."""
+
+    def state_changed() -> None:
+        """What the client knows (my name, room, role, ...) has changed: redraw the prompt."""
 
 
 class ILink(Interface):
@@ -96,6 +140,9 @@ class ClientSettings:
     @ivar reconnect: whether to keep going across lost connections.
     @ivar greet_connect: whether to say "connected to ..." on the first connect
         (a person at a terminal wants to know; a script does not).
+    @ivar events: whether to ask a tcpchat server for typed events (on a
+        terminal, whose screen is an L{IEventScreen}); never with a line
+        ending that does not end lines.
     """
 
     server: str
@@ -106,6 +153,7 @@ class ClientSettings:
     login: tuple[str, str] | None = None
     reconnect: bool = False
     greet_connect: bool = False
+    events: bool = False
 
 
 class State(enum.Enum):
@@ -127,6 +175,32 @@ _MOVES: dict[State, frozenset[State]] = {
     State.OPEN: frozenset({State.ENDING, State.CONNECTING, State.CLOSED}),
     State.ENDING: frozenset({State.CLOSED}),
     State.CLOSED: frozenset(),
+}
+
+
+class Mode(enum.Enum):
+    """
+    What the server's lines are to the client on one connection.  The
+    allowed moves are in L{_MODE_MOVES}; every new connection starts again
+    at L{WATCHING} (or stays L{PLAIN} without C{events}).
+    """
+
+    #: Lines shown as they come: not a terminal, or not tcpchat.
+    PLAIN = "plain"
+    #: Shown as they come, while looking among the first lines for tcpchat's.
+    WATCHING = "watching"
+    #: C{/events json} sent: what comes is held (and the user's lines wait)
+    #: until the server's answer, so that nothing shows twice.
+    SWITCHING = "switching"
+    #: Each line is a typed event.
+    EVENTS = "events"
+
+
+_MODE_MOVES: dict[Mode, frozenset[Mode]] = {
+    Mode.PLAIN: frozenset({Mode.WATCHING}),
+    Mode.WATCHING: frozenset({Mode.WATCHING, Mode.SWITCHING, Mode.PLAIN}),
+    Mode.SWITCHING: frozenset({Mode.WATCHING, Mode.EVENTS, Mode.PLAIN}),
+    Mode.EVENTS: frozenset({Mode.WATCHING}),
 }
 
 
@@ -166,9 +240,10 @@ class ClientSession:
 
     Events from the connection: L{connection_made}, L{data_received},
     L{connection_lost}, L{connect_failed}, L{reconnect_scheduled}.
-    Events from the user: L{line_typed}, L{input_ended}.
+    Events from the user: L{line_typed}, L{input_ended}, L{interrupted}.
     The outcome: L{done} fires with the exit status; L{error} then holds the
-    line to print on stderr, if any.
+    line to print on stderr, if any.  With typed events, L{chat} is what
+    the client knows, and L{mode} says whether events come.
     """
 
     def __init__(self, screen: IScreen, clock: IReactorTime, settings: ClientSettings) -> None:
@@ -187,6 +262,21 @@ class ClientSession:
         self._turn: IDelayedCall | None = None
         self._quiet: IDelayedCall | None = None
         self._limit: IDelayedCall | None = None
+        self.chat = ChatState()
+        self.mode = Mode.WATCHING if self._events_wanted else Mode.PLAIN
+        self._lines_seen = 0
+        self._held: list[bytes] = []
+        self._switch_wait: IDelayedCall | None = None
+        self._asked: Counter[str] = Counter()
+
+    @property
+    def _events_wanted(self) -> bool:
+        return self.settings.events and self.settings.line_ending in (b"\n", b"\r\n")
+
+    @property
+    def events_on(self) -> bool:
+        """Whether typed events come (the prompt, completion and colours are then on)."""
+        return self.mode is Mode.EVENTS
 
     @property
     def wants_input(self) -> bool:
@@ -202,6 +292,11 @@ class ClientSession:
             raise RuntimeError(f"client session: no move from {self.state.name} to {state.name}")
         self.state = state
 
+    def _move_mode(self, mode: Mode) -> None:
+        if mode not in _MODE_MOVES[self.mode]:
+            raise RuntimeError(f"client session: no move from {self.mode.name} to {mode.name}")
+        self.mode = mode
+
     # events from the connection
 
     def connection_made(self, link: ILink) -> None:
@@ -213,6 +308,8 @@ class ClientSession:
         self._move(State.OPEN)
         self._link = link
         self._incoming = IncomingLines()
+        if self._events_wanted:
+            self._watch_again()
         if self._ever_connected:
             self._screen.notice(f"reconnected to {self.settings.server}")
         elif self.settings.greet_connect:
@@ -228,11 +325,12 @@ class ClientSession:
     def data_received(self, data: bytes) -> None:
         """Bytes from the server: show each line they complete."""
         for raw in self._incoming.feed(data):
-            self._screen.show_line(for_screen(raw, self.settings.encoding))
+            self._line_received(raw)
         if self._turn is not None:
             # The greeting, or the answer we waited for, is in: our turn.
             self._our_turn()
-        if self._incoming.pending:
+        if self._incoming.pending and self.mode in (Mode.PLAIN, Mode.WATCHING):
+            # (An event is always a whole line: a slow one is waited for.)
             self._hold = self._restart(self._hold, HOLD, self._show_unfinished)
         else:
             self._hold = self._cancel(self._hold)
@@ -247,6 +345,8 @@ class ClientSession:
         self._show_unfinished()
         self._link = None
         self._turn = self._cancel(self._turn)
+        if self.mode is Mode.SWITCHING:
+            self._not_switched()
         if self.state is State.ENDING or (self.state is State.OPEN and self._input_ended):
             # The user is done (the server may have closed on our "exit"
             # before we half-closed): the expected end, even with --reconnect.
@@ -316,6 +416,158 @@ class ClientSession:
         if self.state is not State.CLOSED:
             self._finish(status)
 
+    # the server's lines, and typed events
+
+    def _line_received(self, raw: bytes) -> None:
+        """One line from the server: shown, watched, held, or taken as an event."""
+        if self.mode is Mode.PLAIN:
+            self._screen.show_line(for_screen(raw, self.settings.encoding))
+        elif self.mode is Mode.WATCHING:
+            self._watch(raw)
+        elif self.mode is Mode.SWITCHING:
+            self._held.append(raw)
+            event = parse_event(raw)
+            if event is not None and is_events_answer(event):
+                self._switched()
+            elif event is None and is_events_refusal(for_screen(raw, self.settings.encoding)):
+                self._not_switched()
+        else:
+            event = parse_event(raw)
+            if event is None:  # (after the user's own /events text, say)
+                event = ChatEvent.text_line(for_screen(raw, self.settings.encoding))
+            self._event(event)
+
+    def _watch_again(self) -> None:
+        """A new connection, maybe to another server: forget the last one's state."""
+        self._move_mode(Mode.WATCHING)
+        self._lines_seen = 0
+        self._held = []
+        self._asked.clear()
+        self._switch_wait = self._cancel(self._switch_wait)
+        self.chat = ChatState()
+        self._state_changed()
+
+    def _watch(self, raw: bytes) -> None:
+        """
+        A line among the first of a connection: tcpchat's welcome (or its
+        login request) makes the client ask for events, and hold what comes
+        until they do; any other line is shown.
+        """
+        text = for_screen(raw, self.settings.encoding)
+        self._lines_seen += 1
+        if recognise(text) is None:
+            self._screen.show_line(text)
+            if self._lines_seen >= RECOGNISE_WITHIN:
+                self._move_mode(Mode.PLAIN)
+            return
+        self._move_mode(Mode.SWITCHING)
+        self._held = [raw]
+        self._incoming.max_line = EVENTS_MAX_LINE
+        self._send_now(EVENTS_REQUEST)
+        self._switch_wait = self._clock.callLater(SWITCH_WAIT, self._not_switched)
+
+    def _switched(self) -> None:
+        """
+        Events come now.  Of the lines held since the request, the text ones
+        that the typed ones repeat are dropped: the welcome and the answer
+        to a C{/nick} (the C{you} event tells who I am, as a welcome), the
+        history (the C{history} event has it, with times).  The rest is
+        shown, in order, and the user's lines go.
+        """
+        self._switch_wait = self._cancel(self._switch_wait)
+        held, self._held = self._held, []
+        self._move_mode(Mode.EVENTS)
+        events = [parse_event(raw) for raw in held]
+        typed = [e for e in events if e is not None and not is_events_answer(e)]
+        you = next((e for e in typed if e.kind == "you"), None)
+        history = next((e for e in typed if e.kind == "history"), None)
+        repeated: set[str] = set()
+        if history is not None:
+            repeated = {line for e in history.items("entries") for line in said_as_text(e)}
+        if you is not None:
+            typed.remove(you)
+            self._event(you.with_fields(change="welcome"))
+        for raw, event in zip(held, events, strict=True):
+            if event is not None:
+                continue
+            text = for_screen(raw, self.settings.encoding)
+            if you is not None and (recognise(text) is not None or text.startswith("* you are ")):
+                continue
+            if history is not None and (text.startswith("[history] ") or text in repeated):
+                continue
+            self._event(ChatEvent.text_line(text))
+        for event in typed:
+            self._event(event)
+        self._pump()
+
+    def _not_switched(self) -> None:
+        """No events after all (no answer, or a refusal): show what was held, as lines."""
+        self._switch_wait = self._cancel(self._switch_wait)
+        held, self._held = self._held, []
+        self._move_mode(Mode.PLAIN)
+        for raw in held:
+            self._screen.show_line(for_screen(raw, self.settings.encoding))
+        self._pump()
+
+    def _event(self, event: ChatEvent) -> None:
+        """
+        A typed event: learnt from, then shown, unless it answers what the
+        client asked by itself, or it is the server's echo of my own line
+        (shown already, when sent).
+        """
+        if is_events_answer(event):
+            return
+        before = (self.chat.name, self.chat.room, self.chat.operator)
+        self.chat.apply(event)
+        after = (self.chat.name, self.chat.room, self.chat.operator)
+        if self._asked[event.kind] > 0:
+            self._asked[event.kind] -= 1
+        elif event.kind in ("message", "action") and self.chat.is_me(event.text("sender")):
+            pass  # the server's --echo: shown when it was sent
+        else:
+            self._show_event(event)
+        if event.kind in ("members", "rooms", "help", "presence") or before != after:
+            self._state_changed()
+        if before != after:
+            self._learnt(before[1], before[2])
+
+    def _learnt(self, room: str | None, operator: bool) -> None:
+        """Who or where I am has changed (from C{room}, C{operator}): learn the rest."""
+        if self.chat.room is None:
+            return
+        if room is None:
+            self._ask_quietly("/who", "/rooms", "/help")
+        elif room != self.chat.room:
+            self._ask_quietly("/who", "/rooms")
+        elif operator != self.chat.operator:
+            self._ask_quietly("/help")
+
+    def _ask_quietly(self, *requests: str) -> None:
+        for request in requests:
+            self._asked[QUIET_REQUESTS[request]] += 1
+            self._send_now(request)
+
+    def _show_own(self, text: str) -> None:
+        """A line the user sent: shown as the room hears it (the server does not echo)."""
+        if text.strip() in QUIT_WORDS:
+            return
+        said = typed_as_said(text, self.chat, self._clock.seconds())
+        if said is not None:
+            self._show_event(said)
+
+    def _show_event(self, event: ChatEvent) -> None:
+        IEventScreen(self._screen).show_event(event, self.chat, self._clock.seconds())
+
+    def _send_now(self, text: str) -> None:
+        """A line of the client's own, ahead of what the user's wait."""
+        if self._link is not None:
+            self._link.write(
+                encode_message(text, self.settings.line_ending, self.settings.encoding)
+            )
+
+    def _state_changed(self) -> None:
+        IEventScreen(self._screen).state_changed()
+
     # inside
 
     def _pump(self) -> None:
@@ -325,10 +577,14 @@ class ClientSession:
         """
         if self.state is not State.OPEN or self._turn is not None or self._link is None:
             return
+        if self.mode is Mode.SWITCHING:
+            return  # the user's lines go once events come (or do not)
         ending = self.settings.line_ending
         while self._outbox:
             text = self._outbox.popleft()
             self._link.write(encode_message(text, ending, self.settings.encoding))
+            if self.mode is Mode.EVENTS:
+                self._show_own(text)
             if ending in UNFRAMED:
                 self._wait_for_server()
                 return
@@ -362,13 +618,13 @@ class ClientSession:
     def _show_unfinished(self) -> None:
         self._hold = self._cancel(self._hold)
         for raw in self._incoming.flush():
-            self._screen.show_line(for_screen(raw, self.settings.encoding))
+            self._line_received(raw)
 
     def _finish(self, status: int) -> None:
         self._move(State.CLOSED)
-        for call in (self._hold, self._turn, self._quiet, self._limit):
+        for call in (self._hold, self._turn, self._quiet, self._limit, self._switch_wait):
             self._cancel(call)
-        self._hold = self._turn = self._quiet = self._limit = None
+        self._hold = self._turn = self._quiet = self._limit = self._switch_wait = None
         if self._link is not None:
             self._link.close()
             self._link = None

@@ -25,6 +25,10 @@ from twisted_tcpchat.core.limits import parse_duration
 
 _COMMAND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,29}")
 
+#: How a connection may get its events (C{/events}): as the text lines an
+#: nc user reads, or as JSON objects, one a line, as the WebSocket sends them.
+EVENT_FORMATS = ("text", "json")
+
 
 class Context:
     """
@@ -217,6 +221,18 @@ def _whois(context: Context, rest: str) -> None:
     context.directory.whois(context.participant, rest)
 
 
+def _events(context: Context, rest: str) -> None:
+    kind = rest.lower()
+    if kind not in EVENT_FORMATS:
+        context.error(f"usage: /events {'|'.join(EVENT_FORMATS)}")
+        return
+    switch = getattr(context.participant, "events_as", None)
+    if switch is None or not switch(kind):
+        context.error("this connection cannot change how it gets events")
+        return
+    context.reply(f"events as {kind}")
+
+
 def _quit(context: Context, rest: str) -> None:
     context.quit(rest or "quit")
 
@@ -266,6 +282,13 @@ def builtin_commands() -> list[Command]:
         ),
         Command(
             "me", _me, "/me ACTION", "an action, shown as: * yourname ACTION", needs_argument=True
+        ),
+        Command(
+            "events",
+            _events,
+            "/events json|text",
+            "get events as JSON objects, one a line (for programs), or as text",
+            needs_argument=True,
         ),
         Command("quit", _quit, "/quit [REASON]", "leave the chat"),
         Command("help", _help, "/help", "these commands"),

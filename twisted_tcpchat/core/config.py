@@ -7,7 +7,7 @@ L{ChatConfig}; a bad value raises L{ValueError} with a message that names it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from twisted_tcpchat.core.limits import LOOPBACK, parse_networks
 from twisted_tcpchat.core.names import name_problem, room_name, room_problem
@@ -22,6 +22,32 @@ CREATE_ROOMS = ("anyone", "operators", "none")
 
 #: Seconds an empty room without a topic outlives its last line.
 ROOM_IDLE = 3600.0
+
+#: The settings a running server takes on (L{ChatServer.reconfigure
+#: <twisted_tcpchat.core.server.ChatServer.reconfigure>}, a reload): the
+#: greeting, the exit word, who may come in and the limits.  The others
+#: shape the rooms, the listeners or the mode, which are built once.
+LIVE_SETTINGS = (
+    "greeting",
+    "exit_word",
+    "allow",
+    "deny",
+    "exempt",
+    "max_clients",
+    "per_address",
+    "connect_rate",
+    "max_line",
+    "max_unterminated",
+    "quiet_time",
+    "flood_rate",
+    "flood_burst",
+    "flood_queue",
+    "send_queue",
+    "idle_timeout",
+    "probe_grace",
+    "tls_timeout",
+    "keepalive",
+)
 
 
 @dataclass(frozen=True)
@@ -192,6 +218,59 @@ class ChatConfig:
             raise ValueError("tls-timeout: must be more than 0")
         if self.close_grace < 0:
             raise ValueError(f"close-grace: {self.close_grace} must not be negative")
+
+
+def option_name(setting: str) -> str:
+    """The command-line option of a L{ChatConfig} field: C{flood_rate} is C{flood-rate}."""
+    return setting.replace("_", "-")
+
+
+def restart_needed(old: ChatConfig, new: ChatConfig) -> list[str]:
+    """The settings (as options) that differ between C{old} and C{new} and cannot change live."""
+    return [
+        option_name(field.name)
+        for field in fields(ChatConfig)
+        if field.name not in LIVE_SETTINGS and getattr(old, field.name) != getattr(new, field.name)
+    ]
+
+
+def config_changes(old: ChatConfig, new: ChatConfig) -> list[str]:
+    """
+    What taking on C{new} instead of C{old} changes, one short phrase per
+    setting, for the log: C{flood-rate 2 → 5}, C{allow: +10.0.0.0/8}.  A
+    greeting is only said to have changed: it may be long, and the log has
+    it at the next connection anyway.
+    """
+    changes = []
+    for name in LIVE_SETTINGS:
+        before, after = getattr(old, name), getattr(new, name)
+        if before == after:
+            continue
+        option = option_name(name)
+        if name == "greeting":
+            changes.append("greeting changed")
+        elif name in ("allow", "deny", "exempt"):
+            changes.append(f"{option}: {_networks_change(before, after)}")
+        elif name == "exit_word":
+            changes.append(f"{option} {before!r} → {after!r}")
+        else:
+            changes.append(f"{option} {_setting_text(before)} → {_setting_text(after)}")
+    return changes
+
+
+def _setting_text(value: float | None) -> str:
+    if value is None:
+        return "(the open-file limit)"
+    return f"{value:g}"
+
+
+def _networks_change(before: tuple[str, ...], after: tuple[str, ...]) -> str:
+    """C{+ADDED -REMOVED} networks, each as its normal CIDR, in the order given."""
+    old = [str(network) for network in parse_networks(before)]
+    new = [str(network) for network in parse_networks(after)]
+    words = [f"+{n}" for n in dict.fromkeys(new) if n not in old]
+    words += [f"-{n}" for n in dict.fromkeys(old) if n not in new]
+    return " ".join(words) or "the same networks, in another order"
 
 
 def may_create_rooms(create_rooms: str, operator: bool) -> bool:

@@ -105,6 +105,27 @@ class Admission:
         self._recent: dict[str, deque[float]] = {}
         self._admitted = 0
 
+    def reconfigure(
+        self, per_address: int, rate: int, exempt: Iterable[Network], connected: Iterable[str]
+    ) -> None:
+        """
+        New limits, for the connections to come (those open stay, even past
+        a lower limit).  With other exempt networks, the connections open
+        now (the hosts in C{connected}, one per connection) are counted
+        again under them, so that each one's L{release} still matches.
+        """
+        self.per_address = per_address
+        self.rate = rate
+        exempt = tuple(exempt)
+        if exempt == self.exempt:
+            return
+        self.exempt = exempt
+        self._open = {}
+        for host in connected:
+            key = self.key(host)
+            if key is not None:
+                self._open[key] = self._open.get(key, 0) + 1
+
     def is_exempt(self, host: str) -> bool:
         """Whether C{host} (an IP address, or e.g. C{unix}) is never limited."""
         address = _address(host)
@@ -112,18 +133,19 @@ class Admission:
             return True
         return any(address in network for network in self.exempt)
 
-    def admit(self, host: str, now: float) -> str | None:
+    def admit(self, host: str, now: float) -> tuple[str, str] | None:
         """
-        Count a new connection from C{host}, or refuse it: the refusal is the
-        line to send.
+        Count a new connection from C{host}, or refuse it: the refusal is
+        why in a word (C{per_address}, C{connect_rate}), and the line to send.
         """
         key = self.key(host)
         if key is None:
             return None
         if self._open.get(key, 0) >= self.per_address:
             return (
+                "per_address",
                 f"too many connections from your address (the limit is "
-                f"{self.per_address}); try again later"
+                f"{self.per_address}); try again later",
             )
         recent = self._recent.setdefault(key, deque())
         while recent and recent[0] <= now - self.window:
@@ -131,8 +153,9 @@ class Admission:
         if len(recent) >= self.rate:
             wait = int(recent[0] + self.window - now) + 1
             return (
+                "connect_rate",
                 f"too many new connections from your address (the limit is "
-                f"{self.rate} per {self.window:g} s); try again in {wait} s"
+                f"{self.rate} per {self.window:g} s); try again in {wait} s",
             )
         recent.append(now)
         self._open[key] = self._open.get(key, 0) + 1

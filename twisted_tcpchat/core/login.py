@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
+from twisted_tcpchat.core.commands import EVENT_FORMATS
 from twisted_tcpchat.core.events import Error, Event, Identity, Notice
 from twisted_tcpchat.core.limits import network_of
 from twisted_tcpchat.core.names import RESERVED_NAMES, name_problem
@@ -83,6 +84,8 @@ class Logins:
         checkers = list(checkers)
         for checker in checkers:
             _bytes_for_memory_checker(checker)
+        #: The checkers, as given (a reload finds its auth files here).
+        self.checkers = tuple(checkers)
         self.portal = Portal(ChatRealm(), checkers)
         self._failures: dict[str, tuple[int, float]] = {}
 
@@ -161,11 +164,13 @@ class Gated(Protocol):
 
     def quit(self, reason: str, what: str) -> None: ...
 
+    def events_as(self, kind: str) -> bool: ...
+
 
 class LoginGate:
     """
     A session's way in on a server with logins: C{/login NAME PASSWORD}
-    (failures throttled per address), C{/help} and C{/quit}, nothing else,
+    (failures throttled per address), C{/help}, C{/events} and C{/quit}, nothing else,
     until the directory has let it in under its login name.
     """
 
@@ -191,8 +196,16 @@ class LoginGate:
         elif command == "/quit":
             words = text.split(None, 1)
             session.quit(words[1].strip() if len(words) > 1 else "quit", "quit before logging in")
+        elif command == "/events":
+            kind = " ".join(text.split()[1:]).lower()
+            if kind in EVENT_FORMATS and session.events_as(kind):
+                session.receive(Notice(f"events as {kind}"))
+            else:
+                session.receive(Error(f"usage: /events {'|'.join(EVENT_FORMATS)}"))
         elif command == "/help":
-            session.receive(Notice("log in first: /login NAME PASSWORD; /quit leaves"))
+            session.receive(
+                Notice("log in first: /login NAME PASSWORD; /quit leaves; /events json|text")
+            )
         else:
             session.receive(Error("log in first: /login NAME PASSWORD"))
 

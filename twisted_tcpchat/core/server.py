@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from twisted_tcpchat.core.classic import ClassicDesk
 from twisted_tcpchat.core.commands import Commands, builtin_commands
-from twisted_tcpchat.core.config import ChatConfig
+from twisted_tcpchat.core.config import ChatConfig, config_changes, restart_needed
 from twisted_tcpchat.core.interfaces import IConnection, IDirectory
 from twisted_tcpchat.core.limits import (
     AccessList,
@@ -26,6 +26,7 @@ from twisted_tcpchat.core.limits import (
 from twisted_tcpchat.core.login import Logins
 from twisted_tcpchat.core.names import RESERVED_NAMES
 from twisted_tcpchat.core.session import Peer, Session
+from twisted_tcpchat.core.stats import Stats
 
 
 def directory_for(config: ChatConfig, clock: IReactorTime) -> IDirectory:
@@ -55,6 +56,11 @@ def directory_for(config: ChatConfig, clock: IReactorTime) -> IDirectory:
     return Directory(clock, ban_file=config.ban_file, **settings)  # type: ignore[arg-type]
 
 
+def frontend_of(connection: IConnection) -> str:
+    """Which front end a connection came through (its C{frontend}), for the metrics."""
+    return getattr(connection, "frontend", "other")
+
+
 class ChatServer:
     """
     The root object every front end feeds: it admits or refuses each
@@ -69,6 +75,7 @@ class ChatServer:
         is full.
     @ivar access: the --allow/--deny lists.
     @ivar logins: the login checks, when the server requires logins.
+    @ivar stats: what it has done, counted (for the metrics).
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class ChatServer:
             raise ValueError("checkers: --classic and --once have no logins")
         self.logins = Logins(checkers) if checkers else None
         self.sessions: set[Session] = set()
+        self.stats = Stats()
         self._empty_waiters: list[Deferred[None]] = []
 
     def connected(self, connection: IConnection, peer: Peer, probe: bool = True) -> Session:
@@ -120,6 +128,7 @@ class ChatServer:
             session.refuse(busy, later=True)
             return session
         self.sessions.add(session)
+        self.stats.opened[frontend_of(connection)] += 1
         session.greet(probe)
         return session
 
@@ -129,14 +138,24 @@ class ChatServer:
         cheap, so a TLS listener asks it before spending a handshake.
         """
         if not self.access.permits(host):
+            self.stats.refused["not_allowed"] += 1
             return "your address is not allowed on this server"
-        return self.directory.banned(host)
+        banned = self.directory.banned(host)
+        if banned is not None:
+            self.stats.refused["banned"] += 1
+        return banned
 
     def _busy(self, peer: Peer) -> str | None:
         """Why a welcome client may not come in now (full, too many from its address), or None."""
         if len(self.sessions) >= self.max_clients:
+            self.stats.refused["full"] += 1
             return f"server full ({self.max_clients} clients); try again later"
-        return self.admission.admit(peer.host, self.clock.seconds())
+        refusal = self.admission.admit(peer.host, self.clock.seconds())
+        if refusal is None:
+            return None
+        reason, text = refusal
+        self.stats.refused[reason] += 1
+        return text
 
     def session_ended(self, session: Session) -> None:
         """A session is over; forget it (if it was ever admitted)."""
@@ -144,6 +163,9 @@ class ChatServer:
             return
         self.sessions.discard(session)
         self.admission.release(session.peer.host)
+        stats = self.stats
+        stats.closed[frontend_of(session.connection)] += 1
+        stats.ended[session.cause or "lost"] += 1  # (set by Session.ended)
         if not self.sessions:
             waiters, self._empty_waiters = self._empty_waiters, []
             for waiter in waiters:
@@ -167,3 +189,63 @@ class ChatServer:
         """Tell every client the server is going away, and close them all."""
         for session in list(self.sessions):
             session.shut_down(notice)
+
+    def changes(self, config: ChatConfig) -> list[str]:
+        """
+        What L{reconfigure} with C{config} would change: a phrase per
+        setting, for the log (none: nothing would).
+
+        @raise ValueError: naming the settings that differ but cannot change
+            while the server runs (see L{LIVE_SETTINGS
+            <twisted_tcpchat.core.config.LIVE_SETTINGS>}).
+        """
+        restart = restart_needed(self.config, config)
+        if restart:
+            raise ValueError(
+                f"{', '.join(restart)}: cannot change while the server runs (a restart can)"
+            )
+        changes = config_changes(self.config, config)
+        access = AccessList(parse_networks(config.allow), parse_networks(config.deny))
+        staying = [
+            session
+            for session in self.sessions
+            if self.access.permits(session.peer.host) and not access.permits(session.peer.host)
+        ]
+        if staying:
+            clients = "1 client" if len(staying) == 1 else f"{len(staying)} clients"
+            changes.append(
+                f"{clients} connected from addresses no longer allowed in stay "
+                "(/kick or /ban removes them)"
+            )
+        return changes
+
+    def reconfigure(self, config: ChatConfig) -> None:
+        """
+        Take on new settings without dropping anyone (a reload).
+
+        Who may come in (allow, deny, exempt, per-address, connect-rate,
+        max-clients) is decided by the new settings from the next connection
+        on; nobody already in is sent away, even from a network no longer
+        allowed (an operator's /kick or /ban does that, with a reason).
+        Every other setting is per connection: a connection keeps the
+        settings it started with (its L{Session.config}: greeting, exit
+        word, flood control, line and queue limits, idle timeout; a TCP or
+        TLS connection's framing, keepalive and handshake timeout too), and
+        the connections that start after the reload get the new ones
+        (WebSockets too: their message size limit and send-queue cap).
+
+        @raise ValueError: as L{changes} does, before anything changes.
+        """
+        self.changes(config)  # (refuses what needs a restart)
+        old, self.config = self.config, config
+        if config.max_clients != old.max_clients:
+            self.max_clients = config.max_clients or clients_for_open_files(
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            )
+        self.admission.reconfigure(
+            config.per_address,
+            config.connect_rate,
+            parse_networks(config.exempt),
+            (session.peer.host for session in self.sessions),
+        )
+        self.access = AccessList(parse_networks(config.allow), parse_networks(config.deny))

@@ -25,11 +25,12 @@ from twisted.internet.interfaces import IDelayedCall
 from zope.interface import implementer
 
 from twisted_tcpchat.core.commands import Context
-from twisted_tcpchat.core.events import Error, Event, Notice, Text
+from twisted_tcpchat.core.events import Error, Event, History, Identity, Notice, Said, Text
 from twisted_tcpchat.core.interfaces import Ending, IConnection, IParticipant
 from twisted_tcpchat.core.limits import TokenBucket
 from twisted_tcpchat.core.login import LoginGate, redact
 from twisted_tcpchat.core.pacing import FloodPacer
+from twisted_tcpchat.core.stats import CUT_OFF
 from twisted_tcpchat.logs import LazyText, TurnLog
 from twisted_tcpchat.text.escaping import escape_controls, escape_lines, needs_escape
 from twisted_tcpchat.text.templates import render_template
@@ -72,6 +73,8 @@ class BadLine:
     size: int
     error: str
     what: str
+    #: Which limit it broke, for the metrics (L{Stats.dropped}).
+    kind: str = "not_text"
 
 
 #: What a front end hands a session: a decoded line, or one it could not read.
@@ -84,6 +87,7 @@ def too_long(size: int, limit: int) -> BadLine:
         size,
         f"line too long ({size} bytes; the limit is {limit}); not delivered",
         f"sent an over-long line ({size} bytes); dropped",
+        "max_line",
     )
 
 
@@ -164,6 +168,8 @@ class Session:
         "_operator",
         "_pacer",
         "address",
+        "cause",
+        "config",
         "connection",
         "ending",
         "name",
@@ -175,6 +181,9 @@ class Session:
 
     def __init__(self, server: ChatServer, connection: IConnection, peer: Peer) -> None:
         self.server = server
+        #: The settings it started with: a reload (L{ChatServer.reconfigure})
+        #: applies to the sessions that start after it.
+        self.config = server.config
         self.connection = connection
         self.peer = peer
         self.phase = Phase.NEW
@@ -192,8 +201,10 @@ class Session:
         self._pacer: FloodPacer | None = None
         #: Why the server closed it, once it did.
         self.ending: Ending | None = None
+        #: How it ended, in a word, for the metrics (L{Stats.ended}).
+        self.cause: str | None = None
         if not server.admission.is_exempt(peer.host):
-            config = server.config
+            config = self.config
             bucket = TokenBucket(config.flood_rate, config.flood_burst, self._active_at)
             self._pacer = FloodPacer(server.clock, bucket, self)
 
@@ -222,6 +233,7 @@ class Session:
 
     def disconnect(self, reason: str, ending: Ending = Ending.REMOVED) -> None:
         if self.is_open:
+            self.cause = "redis_lost" if ending is Ending.LOST else "removed"
             self._close(f"disconnected ({reason})", ending)
 
     # events from the front end
@@ -251,7 +263,7 @@ class Session:
         into a room only after the probe grace, or once it sends something.
         """
         server = self.server
-        config = server.config
+        config = self.config
         fields = {
             "peer": self.peer.host,
             "port": self.peer.port,
@@ -283,15 +295,23 @@ class Session:
         """
         if not lines or not self.is_open:
             return
+        stats = self.server.stats
+        stats.lines_in += len(lines)
         if self._entering is not None:
-            self._enter()  # (a word: not a probe)
+            lines, sizes = self._events_first(lines, sizes)
+            if self._entering is not None and self.is_open:
+                self._enter()  # (a word: not a probe)
+            if not lines:
+                return
         pacer = self._pacer
         if pacer is None:
             self._handle(lines, sizes)
             return
         pacer.add(lines, sizes)
         waiting = pacer.waiting
-        limit = self.server.config.flood_queue
+        if waiting:  # (the waiting lines of this read are the last ones)
+            stats.delayed += min(waiting, len(lines))
+        limit = self.config.flood_queue
         if waiting > limit and self.is_open:
             self.end(
                 "excess flood",
@@ -299,10 +319,48 @@ class Session:
                 f"flooded ({waiting} lines waiting); disconnected",
             )
 
+    def _events_first(
+        self, lines: Sequence[Line], sizes: Sequence[int]
+    ) -> tuple[Sequence[Line], Sequence[int]]:
+        """
+        Before it is in a room: a program's first line, if it is
+        C{/events json}, takes effect first, so that its welcome and the
+        room's history come as JSON too.  The other lines are left.  (One
+        line only: the rest, another C{/events} too, is paced as usual.)
+        """
+        first = lines[0]
+        if not (isinstance(first, str) and first.split(None, 1)[:1] == ["/events"]):
+            return lines, sizes
+        self._log_line(first, sizes[0])
+        self._guarded(self._command, first)
+        return lines[1:], sizes[1:]
+
+    def events_as(self, kind: str) -> bool:
+        """
+        C{/events}: this client's events as text lines or as JSON (see
+        L{twisted_tcpchat.core.commands.EVENT_FORMATS}); False when its
+        connection has only one way (a WebSocket: JSON).  Switched to JSON
+        in a room, it is told again who and where it is.
+        """
+        switch = getattr(self.connection, "events_as", None)
+        if switch is None:
+            return False
+        switch(kind)
+        if kind == "json" and self.phase is Phase.CHAT and self._entering is None:
+            self.connection.send(Identity(self.name, self.room, Identity.SAME, self._operator))
+            replay = getattr(self.server.directory, "recent_history", None)
+            if replay is not None:
+                replay(self, self._replay)
+        return True
+
+    def _replay(self, room: str, said: tuple[Said, ...]) -> None:
+        if said and self.is_open:
+            self.connection.send(History(room, said))
+
     def overflowed(self, pending: int) -> None:
         """The client sent more than the limit without ending a line."""
         if self.is_open:
-            limit = self.server.config.max_unterminated
+            limit = self.config.max_unterminated
             self.end(
                 "line too long",
                 f"{pending} bytes without a line end (the limit is {limit}); disconnecting",
@@ -320,12 +378,13 @@ class Session:
         cut it off, so that memory stays bounded and nobody else waits.
         """
         if self.is_open:
+            self.cause = "not_reading"
             self._leave_chat("not reading")
             log.info(
                 "{who} disconnected: not reading, {queued} bytes queued (the limit is {cap})",
                 who=str(self),
                 queued=queued,
-                cap=self.server.config.send_queue,
+                cap=self.config.send_queue,
             )
             self._move(Phase.CLOSING)
             self.connection.abort()
@@ -333,6 +392,7 @@ class Session:
     def shut_down(self, notice: str) -> None:
         """The server is stopping: say so, and close."""
         if self.is_open:
+            self.cause = "shutdown"
             self._leave_chat("server shutting down")
             self.connection.send(Text(notice))
             self._close("disconnected: server shutting down", Ending.SHUTDOWN)
@@ -344,12 +404,19 @@ class Session:
         """
         self._input_ended = True
         if self.is_open and not (self._pacer is not None and self._pacer.waiting):
+            self.cause = "closed"
             self._leave_chat("disconnected")
             self.connection.send(Text("Goodbye."))
             self._close("disconnected (closed by the client)", Ending.QUIT)
 
-    def ended(self, why: str) -> None:
-        """The connection is gone; C{why} says how, for the log."""
+    def ended(self, why: str, clean: bool = False) -> None:
+        """
+        The connection is gone; C{why} says how, for the log (C{clean}: the
+        client closed it properly, as with a TLS close or a WebSocket close
+        frame, rather than being lost).
+        """
+        if self.cause is None:
+            self.cause = "closed" if clean else "lost"
         if self.is_open:
             self._leave_chat("disconnected")
             log.info("{who} disconnected ({why})", who=str(self), why=why)
@@ -377,7 +444,7 @@ class Session:
         message; a command, the exit word or a bad line among them is
         handled in its place, so that everything happens in the order sent.
         """
-        exit_word = self.server.config.exit_word
+        exit_word = self.config.exit_word
         text = _plain_chat_text(lines, exit_word)
         if text is not None:
             self._say(lines, sizes, text)  # type: ignore[arg-type]
@@ -403,6 +470,7 @@ class Session:
         """
         if text is None:
             text = "\n".join(lines)
+        self.server.stats.messages += 1
         log.info(
             "{said}",
             said=SaidText(str(self), sizes, lines, text),
@@ -438,7 +506,7 @@ class Session:
         if isinstance(line, BadLine):
             self._bad_line(line)
             return None
-        exit_word = self.server.config.exit_word
+        exit_word = self.config.exit_word
         if line.strip() == exit_word:
             self.quit(exit_word, f"ended the session ({exit_word})")
             return None
@@ -477,8 +545,10 @@ class Session:
             if text is None:
                 continue
             self._log_line(text, size)
-            if self.server.config.once:
+            self.server.stats.messages += 1
+            if self.config.once:
                 self.connection.send(Text(f"Received {size} bytes. Goodbye."))
+                self.cause = "quit"
                 self._close("was served once", Ending.QUIT)
             else:
                 self.server.classic.message(self, str(self.peer), text, size)
@@ -502,6 +572,7 @@ class Session:
         )
 
     def _bad_line(self, line: BadLine) -> None:
+        self.server.stats.dropped[line.kind] += 1
         log.info(
             "{who} {what}",
             who=str(self),
@@ -556,7 +627,7 @@ class Session:
         self._idle_call = None
         if not self.is_open:
             return
-        timeout = self.server.config.idle_timeout
+        timeout = self.config.idle_timeout
         idle = self.server.clock.seconds() - self._active_at
         if idle < timeout:
             # Never a wait too small to move the clock (see TokenBucket.delay).
@@ -576,6 +647,7 @@ class Session:
         """The client asked to go: leave the chat, say goodbye, close."""
         if not self.is_open:
             return
+        self.cause = "quit"
         self._leave_chat(reason)
         self.connection.send(Text("Goodbye."))
         self._close(what, Ending.QUIT)
@@ -584,6 +656,7 @@ class Session:
         """The server ends the session: leave the chat, tell the client why, close."""
         if not self.is_open:
             return
+        self.cause = CUT_OFF.get(reason, "other")
         self._leave_chat(reason)
         self.connection.send(Error(error))
         self._close(what, Ending.ENDED)
@@ -601,6 +674,7 @@ class Session:
             # Gone within the probe grace without a word: a probe, never in.
             self._entering.cancel()
             self._entering = None
+            self.cause = "probe"
             return
         if self.phase is Phase.CHAT:
             self.server.directory.leave(self, reason)

@@ -46,3 +46,16 @@ def event_data(event: Event) -> dict[str, Any]:
 def json_text(event: Event, key: str = JSON_KEY) -> str:
     """C{event} as one line of compact JSON (non-ASCII text kept as it is)."""
     return json.dumps(event_data(event), ensure_ascii=False, separators=(",", ":"))
+
+
+#: The key of the JSON line kept on an event (L{json_line}).
+JSON_LINE_KEY = "json-line"
+
+
+def json_line(event: Event, key: str = JSON_LINE_KEY) -> bytes:
+    """
+    C{event} as one line of JSON in UTF-8, ended by CRLF: what a TCP
+    connection gets after C{/events json}.  (JSON escapes line ends inside
+    strings, so an event is always exactly one line.)
+    """
+    return (json_text(event) + "\r\n").encode("utf-8", "surrogatepass")

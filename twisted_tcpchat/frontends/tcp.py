@@ -23,6 +23,7 @@ from twisted.internet.interfaces import (
     IReactorCore,
     IReactorTime,
     ISSLTransport,
+    IUNIXTransport,
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -35,6 +36,8 @@ from twisted_tcpchat.core.interfaces import Ending, IConnection
 from twisted_tcpchat.core.login import redact
 from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.core.session import BadLine, Line, Peer, Session, too_long
+from twisted_tcpchat.core.stats import Stats
+from twisted_tcpchat.frontends.jsonevents import JSON_LINE_KEY, json_line
 from twisted_tcpchat.frontends.render import wire_bytes
 from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.text.encodings import Codec
@@ -132,13 +135,25 @@ def direct_socket(transport: object, flusher: TurnFlusher | None) -> _Socket | N
     return cast(_Socket, handle)
 
 
-def _unsent(transport: FileDescriptor) -> int:
+def unsent_bytes(transport: FileDescriptor) -> int:
     """
     The bytes Twisted holds for C{transport}, not yet taken by the kernel:
     what its own C{_isSendBufferFull} measures.  (Twisted has no public
-    accessor for it; L{_direct_socket} checks the attributes are there.)
+    accessor for it; L{direct_socket} checks the attributes are there.)
     """
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def queued_on(transport: object, since_pause: int | None) -> int:
+    """
+    The bytes waiting for a client on C{transport}: in Twisted's buffer of
+    its socket, under TLS too (TLS hands its records straight to the socket's
+    transport); else (a test's fake) those written since it paused us.
+    """
+    for candidate in (transport, getattr(transport, "transport", None)):
+        if isinstance(candidate, FileDescriptor) and hasattr(candidate, "dataBuffer"):
+            return unsent_bytes(candidate)
+    return since_pause or 0
 
 
 class Gathering(typing.Protocol):
@@ -149,15 +164,22 @@ class Gathering(typing.Protocol):
     def abort(self) -> None: ...
 
 
-def send_gathered(out: list[bytes], socket: _Socket, transport: FileDescriptor) -> int:
+def send_gathered(
+    out: list[bytes],
+    socket: _Socket,
+    transport: FileDescriptor,
+    stats: Stats,
+) -> int:
     """
     Send what a connection gathered this turn (see L{TurnFlusher}):
     straight to its socket if Twisted's buffer is empty, and what the kernel
     does not take (or all of it, if Twisted still holds older bytes) to
-    Twisted's buffer.  Return the bytes waiting there.
+    Twisted's buffer.  Return the bytes waiting there.  (C{stats} counts
+    the events of C{out} as sent.)
     """
     data = b"".join(out)
-    if not _unsent(transport):
+    stats.sent(data, len(out))
+    if not unsent_bytes(transport):
         # What Twisted's writeSomeData does, without its wrappers: Python
         # retries EINTR, and a full socket buffer raises BlockingIOError.
         try:
@@ -170,7 +192,7 @@ def send_gathered(out: list[bytes], socket: _Socket, transport: FileDescriptor) 
             return 0
         data = data[sent:]
     transport.write(data)
-    return _unsent(transport)
+    return unsent_bytes(transport)
 
 
 class TurnFlusher:
@@ -285,11 +307,14 @@ class ChatProtocol(Protocol):
 
     session: Session
     _transport: StreamTransport
+    #: The front end, for the metrics: tcp, tls or unix (set once connected).
+    frontend = "tcp"
 
     def __init__(
         self, server: ChatServer, clock: IReactorTime, flusher: TurnFlusher | None = None
     ) -> None:
         self._server = server
+        self._stats = server.stats
         self._config = server.config
         self._flusher = flusher
         self._clock = clock
@@ -299,6 +324,7 @@ class ChatProtocol(Protocol):
         self._socket: _Socket | None = None
         self._out: list[bytes] | None = None
         self._closing = False
+        self._json = False  # (/events json)
         self._first = True
         self._abort: IDelayedCall | None = None
         self._quiet: IDelayedCall | None = None
@@ -318,7 +344,10 @@ class ChatProtocol(Protocol):
         tune_tcp(transport, self._config.keepalive)
         self._socket = direct_socket(transport, self._flusher)
         transport.registerProducer(self, True)
+        if IUNIXTransport.providedBy(transport):
+            self.frontend = "unix"
         if ISSLTransport.providedBy(transport):
+            self.frontend = "tls"
             unwelcome = self._server.unwelcome(self.peer().host)
             if unwelcome is not None:
                 # No handshake for an address that may not come in.
@@ -372,6 +401,7 @@ class ChatProtocol(Protocol):
         self.session = self._server.connected(self, Peer(host, port, server_address))
 
     def dataReceived(self, data: bytes) -> None:
+        self._stats.bytes_in += len(data)
         if self._socket is not None:
             self._flusher.begin()  # type: ignore[union-attr]
         if self._first:
@@ -447,8 +477,9 @@ class ChatProtocol(Protocol):
         self._cancel(self._overflow_call)
         self._closing = True
         self._out = None
+        self._stats.backlogged.discard(self)
         if self._started:
-            self.session.ended(why_lost(reason))
+            self.session.ended(why_lost(reason), clean=reason.check(ConnectionDone) is not None)
         elif self._handshake is not None and self._handshake.active():
             self._handshake.cancel()
             log.info(
@@ -467,6 +498,7 @@ class ChatProtocol(Protocol):
     def pauseProducing(self) -> None:
         if self._queued is None:
             self._queued = 0
+            self._stats.backlogged.add(self)
 
     def resumeProducing(self) -> None:
         self._queued = None
@@ -476,10 +508,17 @@ class ChatProtocol(Protocol):
 
     # IConnection
 
+    def events_as(self, kind: str) -> None:
+        """C{/events json}: events as JSON lines from now on (C{text}: as text again)."""
+        self._json = kind == "json"
+
     def send(self, event: Event) -> None:
         if self._closing:
             return
-        data = event.rendered(self._codec.output, wire_bytes)
+        if self._json:
+            data = event.rendered(JSON_LINE_KEY, json_line)
+        else:
+            data = event.rendered(self._codec.output, wire_bytes)
         if self._socket is not None:
             if self._out is None:
                 self._out = [data]
@@ -488,6 +527,7 @@ class ChatProtocol(Protocol):
                 self._out.append(data)
             return
         self._transport.write(data)
+        self._stats.sent(data, 1)
         if self._queued is not None:
             self._queued += len(data)
             if self._queued > self._config.send_queue and self._overflow_call is None:
@@ -506,9 +546,17 @@ class ChatProtocol(Protocol):
         if out is None or socket is None:
             return
         self._out = None
-        queued = send_gathered(out, socket, self._transport)  # type: ignore[arg-type]
-        if queued > self._config.send_queue and not self._closing:
-            self.session.send_queue_full(queued)
+        queued = send_gathered(out, socket, self._transport, self._stats)  # type: ignore[arg-type]
+        if queued:
+            self._stats.backlogged.add(self)
+            if queued > self._config.send_queue and not self._closing:
+                self.session.send_queue_full(queued)
+
+    def queued_bytes(self) -> int:
+        """Backlogged API: the bytes waiting for the client."""
+        if self._closing:
+            return 0
+        return queued_on(self._transport, self._queued)
 
     def close(self, ending: Ending | None = None) -> None:
         if self._closing:

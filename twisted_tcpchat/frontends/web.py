@@ -31,15 +31,18 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
+from twisted_tcpchat.core.config import ChatConfig
 from twisted_tcpchat.core.events import Event
 from twisted_tcpchat.core.interfaces import Ending, IConnection
 from twisted_tcpchat.core.server import ChatServer
 from twisted_tcpchat.core.session import BadLine, Line, Peer, Session, too_long
+from twisted_tcpchat.frontends.health import HealthPage
 from twisted_tcpchat.frontends.jsonevents import json_text
 from twisted_tcpchat.frontends.tcp import (
     StreamTransport,
     address_parts,
     direct_socket,
+    queued_on,
     send_gathered,
     tune_tcp,
     turn_flusher,
@@ -133,11 +136,17 @@ def _line_text(payload: str) -> str | BadLine:
         data = json.loads(payload)
     except (ValueError, RecursionError):
         return BadLine(
-            size, f"that is not JSON; {_EXPECTED}", f"sent {size} bytes that are not JSON"
+            size,
+            f"that is not JSON; {_EXPECTED}",
+            f"sent {size} bytes that are not JSON",
+            "bad_request",
         )
     if not isinstance(data, dict) or data.get("type") != "line":
         return BadLine(
-            size, f"unknown request; {_EXPECTED}", f"sent an unknown request ({size} bytes)"
+            size,
+            f"unknown request; {_EXPECTED}",
+            f"sent an unknown request ({size} bytes)",
+            "bad_request",
         )
     text = data.get("text")
     if not isinstance(text, str):
@@ -145,6 +154,7 @@ def _line_text(payload: str) -> str | BadLine:
             size,
             f'"text" must be a string; {_EXPECTED}',
             f"sent a line without text ({size} bytes)",
+            "bad_request",
         )
     try:
         text.encode("utf-8")
@@ -228,6 +238,7 @@ class _SendQueue:
     def pauseProducing(self) -> None:
         if self.queued is None:
             self.queued = 0
+            self.connection.factory.chat.stats.backlogged.add(self.connection)
 
     def resumeProducing(self) -> None:
         self.queued = None
@@ -241,11 +252,22 @@ def _settings_from_factory(cls: type[WebSocketServerProtocol]) -> type[WebSocket
     Make autobahn's per-connection settings (29 of them, the same for every
     connection of a factory) read the factory's, instead of being copied
     into each connection: autobahn copies only what the class lacks.  1.6
-    KiB less per WebSocket (docs/performance.md, ws-idle).
+    KiB less per WebSocket (docs/performance.md, ws-idle).  The size
+    limits, which a reload may change, are copied: a connection keeps those
+    it started with, as a TCP connection does.
     """
     for name in cls.CONFIG_ATTRS:
-        setattr(cls, name, property(attrgetter(f"factory.{name}")))
+        if name not in _OWN_SETTINGS:
+            setattr(cls, name, property(attrgetter(f"factory.{name}")))
     return cls
+
+
+#: autobahn's settings each connection keeps (see L{_settings_from_factory}).
+_OWN_SETTINGS = ("maxFramePayloadSize", "maxMessagePayloadSize")
+
+
+#: autobahn's own closes, as the metrics count them (L{Stats.ended}).
+_AUTOBAHN_CLOSES = {1007: "not_text", 1009: "unterminated"}
 
 
 @_settings_from_factory
@@ -258,6 +280,8 @@ class WebConnection(WebSocketServerProtocol):
 
     session: Session | None = None
     factory: WebFactory
+    #: The front end, for the metrics.
+    frontend = "websocket"
     #: autobahn's own log: errors only (the chat logs each connection itself).
     log = txaio.make_logger(level="error")  # type: ignore[attr-defined]
 
@@ -274,6 +298,12 @@ class WebConnection(WebSocketServerProtocol):
         # (sent at the end of the turn, as the TCP front end does).
         self._socket: Any = None
         self._out: list[bytes] | None = None
+
+    @property
+    def _settings(self) -> ChatConfig:
+        """The settings this client started with (its session's), or the server's before."""
+        session = self.session
+        return session.config if session is not None else self.factory.chat.config
 
     @property
     def _stream(self) -> StreamTransport:
@@ -296,6 +326,7 @@ class WebConnection(WebSocketServerProtocol):
                 address=host,
                 reason="origin",
             )
+            self.factory.chat.stats.refused["origin"] += 1
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
 
     def onOpen(self) -> None:
@@ -335,8 +366,9 @@ class WebConnection(WebSocketServerProtocol):
                 f"sent a binary frame ({len(payload)} bytes); disconnected",
             )
             return
+        self.factory.chat.stats.bytes_in += len(payload)
         # (autobahn has checked that it is UTF-8, or closed with 1007.)
-        lines, sizes = lines_of(payload.decode("utf-8"), self.factory.chat.config.max_line)
+        lines, sizes = lines_of(payload.decode("utf-8"), session.config.max_line)
         session.received(lines, sizes)
 
     def sendCloseFrame(
@@ -367,17 +399,22 @@ class WebConnection(WebSocketServerProtocol):
         self._cancel(self._overflow_call)
         self._closing = True
         self._out = None
+        self.factory.chat.stats.backlogged.discard(self)
         session, self.session = self.session, None
         if session is not None:
+            clean = False
             if self.closedByMe and self.localCloseCode is not None:
                 # (autobahn's own closes, 1007 and 1009, say why only here.)
                 code, reason = self.localCloseCode, self.localCloseReason
                 why = f"closed by the server ({code}{': ' if reason else ''}{reason or ''})"
+                if session.cause is None:
+                    session.cause = _AUTOBAHN_CLOSES.get(code)
             elif code is None or code == ABNORMAL:
                 why = "connection lost"
             else:
                 why = f"closed by the client ({code}{': ' if reason else ''}{reason or ''})"
-            session.ended(why)
+                clean = True
+            session.ended(why, clean)
 
     # IConnection
 
@@ -394,10 +431,11 @@ class WebConnection(WebSocketServerProtocol):
                 self._out.append(frame.payloadHybi)
             return
         self.sendPreparedMessage(frame)
+        self.factory.chat.stats.sent(frame.payloadHybi, 1)
         queue = self._queue
         if queue.queued is not None:
             queue.queued += len(frame.payloadHybi)
-            cap = self.factory.chat.config.send_queue
+            cap = self._settings.send_queue
             if queue.queued > cap and self._overflow_call is None:
                 # At the end of the turn: a room may be in the middle of a relay.
                 self._overflow_call = self.factory.clock.callLater(0, self._overflowed)
@@ -407,9 +445,18 @@ class WebConnection(WebSocketServerProtocol):
         out, self._out = self._out, None
         if out is None or self._socket is None or self.transport is None:
             return
-        queued = send_gathered(out, self._socket, self.transport)  # type: ignore[arg-type]
-        if queued > self.factory.chat.config.send_queue and self.session is not None:
-            self.session.send_queue_full(queued)
+        stats = self.factory.chat.stats
+        queued = send_gathered(out, self._socket, self.transport, stats)  # type: ignore[arg-type]
+        if queued:
+            stats.backlogged.add(self)
+            if queued > self._settings.send_queue and self.session is not None:
+                self.session.send_queue_full(queued)
+
+    def queued_bytes(self) -> int:
+        """Backlogged API: the bytes waiting for the client."""
+        if self._closing or self.transport is None:
+            return 0
+        return queued_on(self.transport, self._queue.queued)
 
     def _overflowed(self) -> None:
         self._overflow_call = None
@@ -522,6 +569,16 @@ class WebFactory(WebSocketServerFactory):
         origin = normal_origin(origin)
         return "*" in self.origins or origin in self.origins or same_origin(origin, host)
 
+    def buildProtocol(self, addr: Any) -> Any:
+        """
+        IProtocolFactory API: each WebSocket takes autobahn's options as they
+        are when it starts; after a reload, new ones get the new size limit.
+        """
+        limit = self.chat.config.max_unterminated
+        if self.maxMessagePayloadSize != limit:
+            self.setProtocolOptions(maxFramePayloadSize=limit, maxMessagePayloadSize=limit)
+        return super().buildProtocol(addr)
+
 
 class _Static(Resource):
     """One file of the page, from memory, with headers that keep it to itself."""
@@ -561,43 +618,24 @@ _FILES = {
 }
 
 
-class _Health(Resource):
-    """
-    C{/health}, for a load balancer or a service manager: 200 and C{ready}
-    true when the server can serve, 503 when not (its Redis lost), with the
-    number of clients and the directory's own state (Redis's, with
-    C{--redis}).  Asking costs nobody anything and is never a chat client.
-    """
-
-    isLeaf = True
-
-    def __init__(self, chat: ChatServer) -> None:
-        super().__init__()
-        self.chat = chat
-
-    def render_GET(self, request: Request) -> bytes:
-        report: dict[str, Any] = {"live": True, "ready": True}
-        health = getattr(self.chat.directory, "health", None)
-        if health is not None:
-            report.update(health())
-        report["clients"] = self.chat.client_count
-        request.setResponseCode(200 if report["ready"] else 503)
-        request.setHeader(b"content-type", b"application/json")
-        request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(report).encode("utf-8")
-
-
 class _Root(Resource):
     """C{/}: the page; C{/ws}: the WebSocket; the page's files by name."""
 
-    def __init__(self, websocket: WebSocketResource, chat: ChatServer) -> None:
+    def __init__(
+        self,
+        websocket: WebSocketResource,
+        chat: ChatServer,
+        metrics: tuple[bytes, Resource] | None = None,
+    ) -> None:
         super().__init__()
         self._page = {
             name.encode("ascii"): _Static((PAGE / name).read_bytes(), kind)
             for name, kind in _FILES.items()
         }
         self.putChild(b"ws", websocket)
-        self.putChild(b"health", _Health(chat))
+        self.putChild(b"health", HealthPage(chat))
+        if metrics is not None:  # (--metrics /PATH)
+            self.putChild(*metrics)
         for name, resource in self._page.items():
             self.putChild(name, resource)
 
@@ -639,6 +677,9 @@ class _NoBody(Request):
                 address=host,
                 reason="body",
             )
+            site = getattr(self.channel, "site", None)
+            if isinstance(site, WebSite):
+                site.chat.stats.refused["body"] += 1
             transport.abortConnection()
             return
         super().gotLength(length)
@@ -724,10 +765,12 @@ class WebSite(Site):
         # tells it why in one line: a browser cannot read an HTTP refusal.)
         chat = self.chat
         if len(self.waiting) + chat.client_count >= chat.max_clients:
+            chat.stats.refused["full"] += 1
             return f"server full ({chat.max_clients} clients)"
         per_address = chat.config.per_address
         key = chat.admission.key(host)  # (None: exempt; IPv6 by its /64)
         if per_address and key is not None and self._per_host[key] >= per_address:
+            chat.stats.refused["per_address"] += 1
             return f"more than {per_address} connections from the address"
         return None
 
@@ -755,9 +798,17 @@ class WebSite(Site):
             transport.abortConnection()
 
 
-def web_site(server: ChatServer, clock: IReactorTime, origins: Sequence[str] = ()) -> WebSite:
-    """The page and the WebSocket of C{server}, as a twisted.web site to listen with."""
+def web_site(
+    server: ChatServer,
+    clock: IReactorTime,
+    origins: Sequence[str] = (),
+    metrics: tuple[bytes, Resource] | None = None,
+) -> WebSite:
+    """
+    The page and the WebSocket of C{server}, as a twisted.web site to
+    listen with (and C{metrics}: a path and the metrics page, when asked).
+    """
     factory = WebFactory(server, clock, origins)
-    site = WebSite(_Root(WebSocketResource(factory), server), server, clock)
+    site = WebSite(_Root(WebSocketResource(factory), server, metrics), server, clock)
     factory.site = site
     return site

@@ -299,6 +299,22 @@ class Directory:
         """Every room, by name."""
         return [self._rooms[key] for key in sorted(self._rooms)]
 
+    def recent_history(
+        self, participant: IParticipant, give: Callable[[str, tuple[Said, ...]], None]
+    ) -> None:
+        """
+        The last --history lines of the participant's room, given to
+        C{give(room, lines)} (a client that asked for JSON events gets its
+        state again: C{/events json}).
+        """
+        member = self._members.get(participant)
+        if member is not None:
+            give(member.room.name, member.room.recent())
+
+    def local_rooms(self) -> list[tuple[str, int]]:
+        """For the metrics: every room, with how many are in it."""
+        return [(room.name, len(room._members)) for room in self._rooms.values()]
+
     def __contains__(self, participant: object) -> bool:
         return participant in self._members
 

@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ from twisted_tcpchat.core.names import (
     room_name,
     room_problem,
 )
+from twisted_tcpchat.core.stats import SHORT_TIMES, Timings
 from twisted_tcpchat.logs import TurnLog
 from twisted_tcpchat.rooms import scripts
 from twisted_tcpchat.rooms.redislink import RedisAddress, RedisLink
@@ -150,6 +152,8 @@ class _Request:
     weight: int
     #: Told why, when Redis refuses the request for good (out of memory).
     failed: Callable[[str], None] | None = None
+    #: When it was last sent (for the round-trip times).
+    sent_at: float = 0.0
 
 
 #: Redis errors that pass: the request is sent again on a new connection.
@@ -163,8 +167,11 @@ class _Outbox:
     (in order) on the next.  At most C{limit} lines wait.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
         self.limit = limit
+        self._clock = clock
+        #: How long Redis took to answer each request (see L{Stats}).
+        self.round_trips = Timings(SHORT_TIMES)
         self.link: RedisLink | None = None
         self._ready = False  # (connected, and the connection prepared)
         self._queue: deque[_Request] = deque()
@@ -229,6 +236,7 @@ class _Outbox:
         while self._sent < len(queue):
             request = queue[self._sent]
             self._sent += 1
+            request.sent_at = self._clock()
             try:
                 reply = link.execute(*request.args)
             except Exception as e:  # txredisapi refuses text it cannot encode
@@ -255,6 +263,7 @@ class _Outbox:
         self._queue.popleft()
         self._sent -= 1
         self._weight -= request.weight
+        self.round_trips.observe(self._clock() - request.sent_at)
         if request.answer is not None:
             try:
                 request.answer(value)
@@ -390,7 +399,8 @@ class RedisDirectory:
         self._observers: list[ChatObserver] = []
         self._active: dict[str, float] = {}
         self._active_call: IDelayedCall | None = None
-        self._outbox = _Outbox(outbox_limit)
+        # (Round trips are measured, not scheduled: the monotonic clock.)
+        self._outbox = _Outbox(outbox_limit, time.monotonic)
         self._inbox = scripts.inbox_key(self.node)
         self._cursors = {self._inbox: "0-0", scripts.CONTROL: "0-0"}
         self._epoch: str | None = None
@@ -456,6 +466,44 @@ class RedisDirectory:
         if not (self._first_done and self._reader_id is not None):
             return {"ready": False, "redis": "connecting"}
         return {"ready": True, "redis": "connected"}
+
+    def recent_history(
+        self, participant: IParticipant, give: Callable[[str, tuple[Said, ...]], None]
+    ) -> None:
+        """
+        The last --history lines of the participant's room, read from the
+        room's record and given to C{give(room, lines)} once answered (see
+        L{twisted_tcpchat.rooms.memory.Directory.recent_history}).
+        """
+        local = self._locals.get(participant)
+        if local is None or local.gone or not local.room or not self._history:
+            return
+        room = local.room
+        log_key, _meta = scripts.room_keys(room.lower())
+
+        def answered(reply: Any) -> None:
+            chosen, lines = [], 0
+            for eid, flat in reply or ():  # (newest first)
+                event = entry_event(room, _fields(flat))
+                if isinstance(event, (Message, Action)):
+                    chosen.append((eid, flat))
+                    lines += len(event.lines) if isinstance(event, Message) else 1
+                    if lines >= self._history:
+                        break
+            give(room, self._history_of(room, chosen))
+
+        self._read_command(("XREVRANGE", log_key, "+", "-", "COUNT", 500), answered, 1)
+
+    def redis_figures(self) -> tuple[Timings, int]:
+        """
+        For the metrics: the round-trip times of this node's requests, and
+        how many wait for an answer (or for Redis to come back).
+        """
+        return self._outbox.round_trips, len(self._outbox)
+
+    def local_rooms(self) -> list[tuple[str, int]]:
+        """For the metrics: the rooms this node's members are in, with how many of them."""
+        return [(lroom.name, len(lroom.members)) for lroom in self._rooms.values()]
 
     def when_settled(self) -> Deferred[None]:
         """
