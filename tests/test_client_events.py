@@ -208,6 +208,9 @@ class StateTests(SynchronousTestCase):
         self.assertEqual(said("hello"), ("message", ["hello"], ""))
         self.assertEqual(said("//slash"), ("message", ["/slash"], ""))
         self.assertEqual(said("/me waves"), ("action", [], "waves"))
+        self.assertEqual(
+            said("pasted one\npasted two"), ("message", ["pasted one", "pasted two"], "")
+        )
         for not_said in ("/join dev", "/me", "/me   ", "   ", ""):
             self.assertIsNone(said(not_said), not_said)
         self.assertIsNone(typed_as_said("hello", ChatState(), 5.0))
@@ -419,10 +422,8 @@ class SwitchTests(SynchronousTestCase):
         run.session.line_typed("hello")
         run.receive(text("error: unknown command /events; /help lists the commands"))
         self.assertEqual(run.session.mode, Mode.PLAIN)
-        self.assertEqual(
-            run.screen.take(),
-            [welcome("guest1"), "error: unknown command /events; /help lists the commands"],
-        )
+        # (not the refusal: the user never asked for events)
+        self.assertEqual(run.screen.take(), [welcome("guest1")])
         self.assertEqual(run.sent(), b"hello\n")
 
     def test_no_answer(self) -> None:
@@ -436,6 +437,36 @@ class SwitchTests(SynchronousTestCase):
         run.clock.advance(0.01)
         self.assertEqual(run.screen.take(), [welcome("guest1"), "<bob> hi"])
         self.assertEqual(run.sent(), b"hello\n")
+
+    def test_a_late_answer_still_switches(self) -> None:
+        """
+        Past SWITCH_WAIT (a busy server paced the request): text shows and
+        the user's lines go, but the typed events still wait for the answer,
+        never shown as raw JSON, and then the client switches.
+        """
+        run = Terminal()
+        run.receive(text(welcome("guest1")))
+        run.sent()
+        run.session.line_typed("hello")
+        run.clock.advance(SWITCH_WAIT)
+        self.assertEqual(run.screen.take(), [welcome("guest1")])
+        self.assertEqual(run.sent(), b"hello\n")
+        run.receive(you() + text("<bob> meanwhile"))
+        self.assertEqual(run.screen.take(), ["<bob> meanwhile"])
+        run.receive(history(message("bob", "old")) + ANSWER)
+        self.assertEqual(run.session.mode, Mode.EVENTS)
+        self.assertEqual([e.kind for e in run.screen.take()], ["you", "history"])
+
+    def test_a_history_twice_is_shown_once(self) -> None:
+        """With --redis the entering history may come after the switch, which replays it."""
+        run = Terminal()
+        run.switch(history(message("bob", "one", seq=1), message("bob", "two", seq=2)))
+        run.screen.take()
+        run.receive(history(message("bob", "one", seq=1), message("bob", "two", seq=2)))
+        self.assertEqual(run.screen.take(), [])
+        run.receive(history(message("bob", "two", seq=2), message("bob", "three", seq=3)))
+        (shown,) = run.screen.take()
+        self.assertEqual([e.texts("lines") for e in shown.items("entries")], [["three"]])
 
     def test_lost_while_switching(self) -> None:
         """The connection lost while held: the held lines are shown, then the notice."""

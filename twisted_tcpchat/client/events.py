@@ -144,11 +144,11 @@ def parse_event(raw: bytes) -> ChatEvent | None:
         return None
     try:
         data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            return None
+        return ChatEvent.of(_safe(data))
     except (ValueError, RecursionError):  # (UnicodeDecodeError is a ValueError)
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        return None
-    return ChatEvent.of(_safe(data))
+        return None  # (nested too deep to make safe, too: not an event of ours)
 
 
 def is_events_answer(event: ChatEvent) -> bool:
@@ -300,4 +300,6 @@ def typed_as_said(text: str, state: ChatState, at: float) -> ChatEvent | None:
         text = text[1:]
     elif text.startswith("/"):
         return None
-    return ChatEvent.of(_safe({"type": "message", "lines": [text], **said}))
+    # (A pasted block goes out as its lines, which the room hears as one message.)
+    lines = text.replace("\r\n", "\n").split("\n")
+    return ChatEvent.of(_safe({"type": "message", "lines": lines, **said}))

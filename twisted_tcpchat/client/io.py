@@ -271,6 +271,9 @@ class TerminalInput:
     async def _ask(self) -> str | _Interrupted | None:
         if self._stopped:  # stopped between two lines
             return None
+        # With events, a sent line is shown as the room hears it (<me> text),
+        # so the typed one is taken away; without, it stays as typed.
+        self._prompt.app.erase_when_done = self._session.events_on
         try:
             return await self._prompt.prompt_async(self.prompt)
         except EOFError:

@@ -267,6 +267,10 @@ class ClientSession:
         self._lines_seen = 0
         self._held: list[bytes] = []
         self._switch_wait: IDelayedCall | None = None
+        # Past SWITCH_WAIT without the answer: text shows, events still wait.
+        self._switch_late = False
+        # The last line number shown, by room (see _unseen).
+        self._last_seq: dict[str, float] = {}
         self._asked: Counter[str] = Counter()
 
     @property
@@ -425,8 +429,15 @@ class ClientSession:
         elif self.mode is Mode.WATCHING:
             self._watch(raw)
         elif self.mode is Mode.SWITCHING:
-            self._held.append(raw)
             event = parse_event(raw)
+            if event is None and self._switch_late:
+                text = for_screen(raw, self.settings.encoding)
+                if is_events_refusal(text):
+                    self._not_switched()
+                else:
+                    self._screen.show_line(text)  # (past the wait: text shows at once)
+                return
+            self._held.append(raw)
             if event is not None and is_events_answer(event):
                 self._switched()
             elif event is None and is_events_refusal(for_screen(raw, self.settings.encoding)):
@@ -444,6 +455,8 @@ class ClientSession:
         self._held = []
         self._asked.clear()
         self._switch_wait = self._cancel(self._switch_wait)
+        self._switch_late = False
+        self._last_seq.clear()
         self.chat = ChatState()
         self._state_changed()
 
@@ -464,7 +477,23 @@ class ClientSession:
         self._held = [raw]
         self._incoming.max_line = EVENTS_MAX_LINE
         self._send_now(EVENTS_REQUEST)
-        self._switch_wait = self._clock.callLater(SWITCH_WAIT, self._not_switched)
+        self._switch_wait = self._clock.callLater(SWITCH_WAIT, self._switch_slow)
+
+    def _switch_slow(self) -> None:
+        """
+        No answer yet (a slow or busy server, flood pacing): show the text
+        held so far, and let the user's lines go; typed events are still
+        held until the answer comes, or the connection ends.
+        """
+        self._switch_wait = None
+        self._switch_late = True
+        held, self._held = self._held, []
+        for raw in held:
+            if parse_event(raw) is None:
+                self._screen.show_line(for_screen(raw, self.settings.encoding))
+            else:
+                self._held.append(raw)
+        self._pump()
 
     def _switched(self) -> None:
         """
@@ -475,6 +504,7 @@ class ClientSession:
         shown, in order, and the user's lines go.
         """
         self._switch_wait = self._cancel(self._switch_wait)
+        self._switch_late = False
         held, self._held = self._held, []
         self._move_mode(Mode.EVENTS)
         events = [parse_event(raw) for raw in held]
@@ -501,12 +531,19 @@ class ClientSession:
         self._pump()
 
     def _not_switched(self) -> None:
-        """No events after all (no answer, or a refusal): show what was held, as lines."""
+        """
+        No events after all (a refusal: a tcpchat from before them, or the
+        connection ended): show what was held, as lines, but the refusal
+        of a request the user did not make.
+        """
         self._switch_wait = self._cancel(self._switch_wait)
+        self._switch_late = False
         held, self._held = self._held, []
         self._move_mode(Mode.PLAIN)
         for raw in held:
-            self._screen.show_line(for_screen(raw, self.settings.encoding))
+            text = for_screen(raw, self.settings.encoding)
+            if not is_events_refusal(text):
+                self._screen.show_line(text)
         self._pump()
 
     def _event(self, event: ChatEvent) -> None:
@@ -517,6 +554,10 @@ class ClientSession:
         """
         if is_events_answer(event):
             return
+        unseen = self._unseen(event)
+        if unseen is None:
+            return
+        event = unseen
         before = (self.chat.name, self.chat.room, self.chat.operator)
         self.chat.apply(event)
         after = (self.chat.name, self.chat.room, self.chat.operator)
@@ -530,6 +571,35 @@ class ClientSession:
             self._state_changed()
         if before != after:
             self._learnt(before[1], before[2])
+
+    def _unseen(self, event: ChatEvent) -> ChatEvent | None:
+        """
+        C{event} without what was shown already on this connection: a
+        room's lines are numbered (C{seq}), and a history may come twice
+        (with C{--redis}, the one sent on entering can arrive after the
+        switch to events, which replays it too).  None: nothing new.
+        """
+        if event.kind in ("message", "action"):
+            seq = event.number("seq")
+            if seq is not None:
+                room = event.text("room")
+                self._last_seq[room] = max(self._last_seq.get(room, 0), seq)
+            return event
+        if event.kind != "history":
+            return event
+        room = event.text("room")
+        last = self._last_seq.get(room, 0)
+        entries = event.items("entries")
+        fresh = [e for e in entries if (e.number("seq") or 0) > last or e.number("seq") is None]
+        if entries and not fresh:
+            return None
+        for entry in fresh:
+            seq = entry.number("seq")
+            if seq is not None:
+                self._last_seq[room] = max(self._last_seq.get(room, 0), seq)
+        if len(fresh) == len(entries):
+            return event
+        return event.with_fields(entries=[dict(e.fields) for e in fresh])
 
     def _learnt(self, room: str | None, operator: bool) -> None:
         """Who or where I am has changed (from C{room}, C{operator}): learn the rest."""
@@ -577,8 +647,8 @@ class ClientSession:
         """
         if self.state is not State.OPEN or self._turn is not None or self._link is None:
             return
-        if self.mode is Mode.SWITCHING:
-            return  # the user's lines go once events come (or do not)
+        if self.mode is Mode.SWITCHING and not self._switch_late:
+            return  # the user's lines go once events come (or do not, or slowly)
         ending = self.settings.line_ending
         while self._outbox:
             text = self._outbox.popleft()

@@ -395,6 +395,8 @@ class LineEditor:
                 continue
             except EOFError:
                 break
+            except OSError:  # (the terminal went away: SIGHUP stops the server)
+                break
             except Exception:  # a bug: said (in the log), and the console closes
                 failure = Failure()
                 self._reactor.callFromThread(  # type: ignore[attr-defined]
