@@ -253,6 +253,7 @@ class TerminalInput:
     def invalidate(self) -> None:
         """What the prompt shows has changed: redraw it."""
         app = self._prompt.app
+        app.erase_when_done = self._session.events_on  # (see _ask: also for the line up now)
         if app.is_running:
             app.invalidate()
 
