@@ -505,6 +505,22 @@ class EventsTests(SynchronousTestCase):
         run.receive(members)
         self.assertEqual(run.screen.kinds(), ["members"])
 
+    def test_a_who_of_everyone_is_never_taken_for_a_quiet_answer(self) -> None:
+        """/join and /who * at once: the join's quiet /who is hidden, the user's /who * shown."""
+        run = self.run
+        run.receive(
+            line(type="members", room="lobby", members=[])
+            + line(type="rooms", rooms=[])
+            + line(type="help", commands=[])
+        )
+        run.receive(you(room="dev", change="moved"))
+        run.screen.take()
+        everyone = line(type="members", room=None, members=[{"name": "bob", "room": "lobby"}])
+        run.receive(everyone + line(type="members", room="dev", members=[]))
+        self.assertEqual(
+            [(e.kind, e.optional_text("room")) for e in run.screen.take()], [("members", None)]
+        )
+
     def test_own_lines_shown_once(self) -> None:
         """
         My line is shown as sent (the server does not echo); a server with

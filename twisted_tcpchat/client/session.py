@@ -88,6 +88,11 @@ EVENTS_MAX_LINE = 8 << 20
 QUIET_REQUESTS = {"/who": "members", "/rooms": "rooms", "/help": "help"}
 
 
+def _everyone(event: ChatEvent) -> bool:
+    """An answer to C{/who *} (every room): never one the client asked for quietly."""
+    return event.kind == "members" and event.optional_text("room") is None
+
+
 class IScreen(Interface):
     """Where the user sees the conversation."""
 
@@ -561,7 +566,7 @@ class ClientSession:
         before = (self.chat.name, self.chat.room, self.chat.operator)
         self.chat.apply(event)
         after = (self.chat.name, self.chat.room, self.chat.operator)
-        if self._asked[event.kind] > 0:
+        if self._asked[event.kind] > 0 and not _everyone(event):
             self._asked[event.kind] -= 1
         elif event.kind in ("message", "action") and self.chat.is_me(event.text("sender")):
             pass  # the server's --echo: shown when it was sent
