@@ -600,7 +600,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
             if not self["web"]:
                 raise usage.UsageError(f"--metrics {path}: there is no --web port to serve it on")
             segment = path.strip("/")
-            if not segment or "/" in segment or segment in _WEB_PATHS:
+            if not segment or "/" in segment or segment in _web_paths():
                 raise usage.UsageError(
                     f"--metrics: {path!r} must be one free path on the web port, like /metrics"
                 )
@@ -798,8 +798,13 @@ def _check_endpoint(option: str, description: str, reactor: IReactorCore) -> Non
         ) from None
 
 
-#: The web port's own paths, which --metrics /PATH may not take.
-_WEB_PATHS = ("ws", "health", "index.html", "app.js", "app.css", "icon.svg")
+def _web_paths() -> set[str]:
+    """The web port's own paths, which --metrics /PATH may not take: its page's files too."""
+    from importlib.resources import files
+
+    page = files("twisted_tcpchat.frontends") / "page"
+    return {"ws", "health", *(entry.name for entry in page.iterdir())}
+
 
 #: What --metrics without the [metrics] extra says.
 METRICS_INSTALL_HINT = (
